@@ -1,0 +1,5 @@
+"""Hash encoders: scikit-learn transformers that learn binary codes from feature vectors."""
+
+from ._orthohash import OrthoHashEncoder
+
+__all__ = ["OrthoHashEncoder"]
