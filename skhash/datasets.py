@@ -227,13 +227,17 @@ def load_revisitop(path):
                     f"{path}: gnd[{q}] is missing key '{key}' (found keys: {sorted(map(str, entry))}); "
                     "each query needs easy, hard, junk and bbx."
                 )
-        clean = {k: _check_index_list(entry[k], f"gnd[{q}]['{k}']", n_db, path) for k in ("easy", "hard", "junk")}
+        clean = {
+            k: _check_index_list(entry[k], f"gnd[{q}]['{k}']", n_db, path) for k in ("easy", "hard", "junk")
+        }
         try:
             bbx = np.asarray(entry["bbx"], dtype=np.float64)
         except (TypeError, ValueError):
             bbx = None
         if bbx is None or bbx.shape != (4,):
-            raise ValueError(f"{path}: gnd[{q}]['bbx'] must be 4 numbers (x1, y1, x2, y2), got {entry['bbx']!r:.80}.")
+            raise ValueError(
+                f"{path}: gnd[{q}]['bbx'] must be 4 numbers (x1, y1, x2, y2), got {entry['bbx']!r:.80}."
+            )
         clean["bbx"] = bbx
         gnd.append(clean)
     return Bunch(imlist=imlist, qimlist=qimlist, gnd=gnd, n_queries=len(qimlist), n_db=n_db)
@@ -334,7 +338,9 @@ def read_gldv2_solution(csv_path, index_ids, query_ids, *, usage=("Public", "Pri
             if not row:
                 continue
             if len(row) != 3:
-                raise ValueError(f"{csv_path}, line {line}: expected 3 fields (id,images,Usage), got {len(row)}.")
+                raise ValueError(
+                    f"{csv_path}, line {line}: expected 3 fields (id,images,Usage), got {len(row)}."
+                )
             query_id, images, row_usage = (field.strip() for field in row)
             if row_usage not in known_usage:
                 raise ValueError(
@@ -391,7 +397,8 @@ def _check_positive_int(value, name):
 
 
 def _check_nonnegative_real(value, name):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not is_real or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
     return float(value)
 
@@ -540,7 +547,8 @@ def make_descriptors(
         _normalize_rows(block)
 
     n_chunks = -(-n_samples // _CHUNK_ROWS)
-    n_threads = min(n_chunks, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n_threads = min(n_chunks, n_cpus)
     if n_threads > 1:
         # numpy's generators and ufuncs release the GIL on large blocks, so threads use all cores.
         with ThreadPoolExecutor(n_threads) as pool:

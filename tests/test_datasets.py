@@ -20,7 +20,12 @@ def _gnd(n_db=5):
         "qimlist": ["q_0", "q_1"],
         "gnd": [
             {"easy": np.array([0, 3]), "hard": [1], "junk": [], "bbx": [1.0, 2.0, 30.5, 40.0]},
-            {"easy": [4], "hard": np.array([], dtype=np.int64), "junk": np.array([2]), "bbx": np.array([0, 0, 5, 5.0])},
+            {
+                "easy": [4],
+                "hard": np.array([], dtype=np.int64),
+                "junk": np.array([2]),
+                "bbx": np.array([0, 0, 5, 5.0]),
+            },
         ],
     }
 
@@ -104,7 +109,12 @@ def test_load_revisitop_refuses_code_and_runs_nothing(tmp_path):
 
 @pytest.mark.parametrize(
     "module, name",
-    [("builtins", "eval"), ("__builtin__", "getattr"), ("numpy", "load"), ("numpy.core.multiarray", "frombuffer")],
+    [
+        ("builtins", "eval"),
+        ("__builtin__", "getattr"),
+        ("numpy", "load"),
+        ("numpy.core.multiarray", "frombuffer"),
+    ],
 )
 def test_load_revisitop_refuses_other_globals(tmp_path, module, name):
     path = tmp_path / "gnd_global.pkl"
@@ -201,7 +211,8 @@ def test_read_gldv2_solution_usage_and_bytes_ids(tmp_path):
 
 def test_read_gldv2_solution_unknown_index_id(tmp_path):
     path = _csv(tmp_path, "qa,i1 zz9 i2 zz8,Public\nqb,zz7,Private\n")
-    with pytest.raises(ValueError, match=r"3 relevant image id\(s\) are not in index_ids, the first is 'zz9'"):
+    match = r"3 relevant image id\(s\) are not in index_ids, the first is 'zz9'"
+    with pytest.raises(ValueError, match=match):
         read_gldv2_solution(path, INDEX_IDS, QUERY_IDS)
 
 
@@ -246,7 +257,9 @@ def test_read_gldv2_solution_duplicate_ids_and_missing_file(tmp_path):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_make_descriptors_shapes_dtype_unit_norm(dtype):
     # 9000 rows span several generation chunks, so chunk boundaries are covered.
-    X, y, centers = make_descriptors(9000, n_features=96, n_classes=7, random_state=0, return_centers=True, dtype=dtype)
+    X, y, centers = make_descriptors(
+        9000, n_features=96, n_classes=7, random_state=0, return_centers=True, dtype=dtype
+    )
     assert X.shape == (9000, 96) and X.dtype == dtype
     assert y.shape == (9000,) and y.dtype == np.int64
     assert centers.shape == (7, 96) and centers.dtype == dtype
@@ -276,9 +289,10 @@ def test_make_descriptors_class_structure_default_noise():
 
 
 def test_make_descriptors_noise_controls_difficulty():
-    X, y, centers = make_descriptors(2000, n_features=64, n_classes=20, noise=8.0, random_state=0, return_centers=True)
+    kw = dict(n_features=64, n_classes=20, random_state=0, return_centers=True)
+    X, y, centers = make_descriptors(2000, noise=8.0, **kw)
     hard = np.mean(np.argmax(X @ centers.T, axis=1) == y)
-    X, y, centers = make_descriptors(2000, n_features=64, n_classes=20, noise=0.5, random_state=0, return_centers=True)
+    X, y, centers = make_descriptors(2000, noise=0.5, **kw)
     easy = np.mean(np.argmax(X @ centers.T, axis=1) == y)
     assert easy > 0.99 and hard < 0.6
 
