@@ -97,6 +97,14 @@ def auto_epochs(n_samples, batch_size):
     return max(AUTO_MIN_EPOCHS, math.ceil(AUTO_MIN_STEPS / steps_per_epoch(n_samples, batch_size)))
 
 
+def label_cross_entropy(logits, y, multilabel):
+    """Softmax cross-entropy; for a multi-label indicator ``y`` the target distribution is ``y / y.sum(1)``."""
+    if multilabel:
+        dist = y / y.sum(dim=1, keepdim=True)
+        return -(dist * torch.nn.functional.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    return torch.nn.functional.cross_entropy(logits, y)
+
+
 class BaseHashEncoder(TransformerMixin, BaseEstimator):
     """Shared machinery of the hash encoders; not for direct use.
 

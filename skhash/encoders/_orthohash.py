@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..targets import TARGET_METHODS, check_targets, make_targets
-from ._base import BaseHashEncoder
+from ._base import BaseHashEncoder, label_cross_entropy
 
 # acos has an infinite slope at ±1: keep the arc margin's argument strictly inside.
 _ARC_CLAMP = 1.0 - 1e-6
@@ -47,10 +47,7 @@ def orthohash_loss(v, targets_unit, y, *, margin, scale, margin_type="cos", mult
     logits = orthohash_logits(
         v, targets_unit, y, margin=margin, scale=scale, margin_type=margin_type, multilabel=multilabel
     )
-    if multilabel:
-        dist = y / y.sum(dim=1, keepdim=True)
-        return -(dist * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-    return F.cross_entropy(logits, y)
+    return label_cross_entropy(logits, y, multilabel)
 
 
 class OrthoHashEncoder(BaseHashEncoder):

@@ -1,0 +1,165 @@
+"""CSQ, Central Similarity Quantization (Yuan et al., CVPR 2020): pull ``tanh`` codes to hash centres."""
+
+import numbers
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..targets import TARGET_METHODS, _unique_bernoulli, check_targets, hadamard_matrix, make_targets
+from ._base import BaseHashEncoder
+
+
+def _half_ones_codes(n_rows, n_bits, rng, existing):
+    """Distinct ``±1`` rows with exactly ``n_bits // 2`` ones each (CSQ's random centres)."""
+    seen = {r.tobytes() for r in existing}
+    rows = []
+    for _ in range(100 * n_rows + 1000):
+        if len(rows) == n_rows:
+            break
+        r = -np.ones(n_bits, np.int8)
+        r[rng.choice(n_bits, n_bits // 2, replace=False)] = 1
+        if r.tobytes() not in seen:
+            seen.add(r.tobytes())
+            rows.append(r)
+    if len(rows) < n_rows:
+        raise ValueError(
+            f"Cannot draw {n_rows} distinct CSQ centres with exactly {n_bits // 2} ones in {n_bits} bits; use more bits."
+        )
+    return np.stack(rows) if rows else np.zeros((0, n_bits), np.int8)
+
+
+def csq_centers(n_classes, n_bits, rng):
+    """CSQ's hash centres: rows of ``[H_K; -H_K]`` when ``2K >= C`` (``K`` a power of two), else random
+    distinct codes with exactly ``K/2`` ones."""
+    if n_bits & (n_bits - 1) == 0 and 2 * n_bits >= n_classes:
+        h = hadamard_matrix(n_bits)
+        return np.concatenate([h, -h])[:n_classes]
+    return _half_ones_codes(n_classes, n_bits, rng, existing=np.zeros((0, n_bits), np.int8))
+
+
+def csq_sample_centers(y, centers, fill, multilabel):
+    """Each sample's centre: its class centre, or for multi-label ``sign(sum of its centres)`` with
+    zeros (ties) taken from the fixed random vector ``fill``."""
+    if not multilabel:
+        return centers[y]
+    s = torch.sign(y @ centers)
+    return torch.where(s == 0, fill.expand_as(s), s)
+
+
+def csq_loss(h, c, lambda_q):
+    """``BCE((u+1)/2, (c+1)/2) + λ · mean((|u| − 1)²)`` with ``u = tanh(h)``.
+
+    ``(tanh(h) + 1) / 2 = sigmoid(2h)``, so the BCE is computed from logits ``2h``: the same value,
+    without ``log(0)`` when ``tanh`` saturates.
+    """
+    u = torch.tanh(h)
+    center = F.binary_cross_entropy_with_logits(2.0 * h, (c + 1.0) / 2.0)
+    quant = (u.abs() - 1.0).pow(2).mean()
+    return center + lambda_q * quant
+
+
+class CSQEncoder(BaseHashEncoder):
+    """Learn binary codes with CSQ: pull ``tanh`` codes towards fixed hash centres.
+
+    A latent ``Linear(n_features, n_bits)`` gives ``h``; ``u = tanh(h)`` is pulled towards the sample's
+    hash centre with a binary cross-entropy, plus a quantisation penalty ``λ · mean((|u| − 1)²)``. The
+    code is the sign of ``h``.
+
+    Parameters
+    ----------
+    n_bits : int, default=64
+    lambda_q : float, default=0.001
+        Weight of the quantisation penalty.
+    targets : {"hadamard", "maxhd", "bernoulli"} or array-like of shape (n_classes, n_bits), default="hadamard"
+        ``"hadamard"`` is CSQ's rule: rows of ``[H_K; -H_K]`` when ``2K >= C`` and ``K`` is a power of
+        two, otherwise random distinct centres with exactly ``K/2`` ones. The other names use
+        :func:`skhash.targets.make_targets`; an array gives the centres themselves.
+    device : str, default="cuda"
+    batch_size : int, default=256
+    max_epochs : int or "auto", default="auto"
+    learning_rate : float, default=1e-3
+    weight_decay : float, default=5e-4
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    targets_ : ndarray of shape (n_classes, n_bits), dtype int8
+        The hash centres.
+    fill_ : ndarray of shape (n_bits,), dtype int8
+        The fixed random ``±1`` vector that breaks ties of multi-label centres.
+    classes_, multilabel_, coef_, intercept_, n_features_in_, loss_curve_, n_iter_, n_steps_, device_
+        As in :class:`skhash.OrthoHashEncoder`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skhash import CSQEncoder
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = StandardScaler().fit_transform(X)
+    >>> enc = CSQEncoder(n_bits=32, device="cpu", max_epochs=20, random_state=0).fit(X, y)
+    >>> enc.transform(X[:3]).shape
+    (3, 32)
+    """
+
+    _parameter_constraints = {
+        **BaseHashEncoder._parameter_constraints,
+        "lambda_q": [Interval(numbers.Real, 0, None, closed="left")],
+        "targets": [StrOptions(set(TARGET_METHODS)), "array-like"],
+    }
+
+    def __init__(
+        self,
+        n_bits=64,
+        lambda_q=0.001,
+        targets="hadamard",
+        device="cuda",
+        *,
+        batch_size=256,
+        max_epochs="auto",
+        learning_rate=1e-3,
+        weight_decay=5e-4,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_bits = n_bits
+        self.lambda_q = lambda_q
+        self.targets = targets
+        self.device = device
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _prepare_classes(self, n_classes, rng):
+        if isinstance(self.targets, str):
+            if self.targets == "hadamard":
+                from ..targets import _check_separable
+
+                _check_separable(n_classes, self.n_bits)
+                self.targets_ = csq_centers(n_classes, self.n_bits, rng)
+            else:
+                self.targets_ = make_targets(n_classes, self.n_bits, self.targets, random_state=rng)
+        else:
+            self.targets_ = check_targets(self.targets, n_classes, self.n_bits)
+        self.fill_ = _unique_bernoulli(1, self.n_bits, rng)[0] if self.n_bits > 16 else np.where(
+            rng.random_sample(self.n_bits) < 0.5, 1, -1
+        ).astype(np.int8)
+
+    def _build_latent(self, n_features):
+        return torch.nn.Linear(n_features, self.n_bits)
+
+    def _loss_state(self, device):
+        return {
+            "centers": torch.from_numpy(self.targets_.astype(np.float32)).to(device),
+            "fill": torch.from_numpy(self.fill_.astype(np.float32)).to(device),
+        }
+
+    def _loss(self, h, y, loss_module, state):
+        c = csq_sample_centers(y, state["centers"], state["fill"], self.multilabel_)
+        return csq_loss(h, c, self.lambda_q)
