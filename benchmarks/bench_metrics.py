@@ -78,7 +78,9 @@ def main():
         default=N_QUERIES,
         help="queries timed in the reference loop; fewer are extrapolated linearly to 5,000",
     )
-    parser.add_argument("--check-queries", type=int, default=300, help="queries compared with a stable-sort reference")
+    parser.add_argument(
+        "--check-queries", type=int, default=300, help="queries compared with a stable-sort reference"
+    )
     args = parser.parse_args()
 
     q_bits, y_q, db_bits, y_db = make_data()
@@ -105,13 +107,21 @@ def main():
         raise SystemExit(f"MISMATCH: skhash and the stable-sort reference differ by {max_diff:.3g} in AP")
 
     t_ours, t_ref = statistics.median(ours), statistics.median(refs)
-    print(f"ImageNet100 protocol: {N_QUERIES} queries x {N_DB} codes, {N_BITS} bits, {N_CLASSES} classes, mAP@{R}")
-    print(f"skhash (HammingNeighbors + mean_average_precision): median {t_ours:.3f} s  runs {[round(x, 3) for x in ours]}")
+    print(
+        f"ImageNet100 protocol: {N_QUERIES} queries x {N_DB} codes, {N_BITS} bits, "
+        f"{N_CLASSES} classes, mAP@{R}"
+    )
+    print(
+        "skhash (HammingNeighbors + mean_average_precision): "
+        f"median {t_ours:.3f} s  runs {[round(x, 3) for x in ours]}"
+    )
     extrapolated = "" if n_ref == N_QUERIES else f" (timed on {n_ref} queries, scaled to {N_QUERIES})"
     print(f"reference per-query loop: median {t_ref:.2f} s{extrapolated}  runs {[round(x, 2) for x in refs]}")
     print(f"speed-up: {t_ref / t_ours:.1f}x")
-    print(f"mAP@{R}: skhash {our_map:.6f} (ties by index); reference with np.argsort over its {n_ref} queries "
-          f"{ref_aps.mean():.6f} vs skhash {our_aps[:n_ref].mean():.6f}")
+    print(
+        f"mAP@{R}: skhash {our_map:.6f} (ties by index); reference with np.argsort over its {n_ref} "
+        f"queries {ref_aps.mean():.6f} vs skhash {our_aps[:n_ref].mean():.6f}"
+    )
     print(f"stable-sort reference vs skhash on {n_check} queries: max |AP difference| {max_diff:.1e}")
 
 

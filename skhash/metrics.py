@@ -57,7 +57,9 @@ precisions : ndarray of shape (n_queries, n_kappas)
     Precision at each kappa per query; NaN for a query without positives.
 """
 
-HammingSeparability = namedtuple("HammingSeparability", ["separability", "intra_histogram", "inter_histogram"])
+HammingSeparability = namedtuple(
+    "HammingSeparability", ["separability", "intra_histogram", "inter_histogram"]
+)
 HammingSeparability.__doc__ = """Separation of intra- and inter-class Hamming distances.
 
 separability : float
@@ -96,9 +98,13 @@ def _check_labels(y, name):
         raise ValueError(f"{name} contains NaN or infinity; give every sample a label.")
     if arr.ndim == 2:
         if arr.shape[1] == 0:
-            raise ValueError(f"{name} has 0 columns; a multi-label indicator matrix needs at least one class.")
+            raise ValueError(
+                f"{name} has 0 columns; a multi-label indicator matrix needs at least one class."
+            )
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise ValueError(f"{name} is 2-D, so it must be a numeric {{0, 1}} indicator matrix, got dtype {arr.dtype}.")
+            raise ValueError(
+                f"{name} is 2-D, so it must be a numeric {{0, 1}} indicator matrix, got dtype {arr.dtype}."
+            )
         if not np.all((arr == 0) | (arr == 1)):
             raise ValueError(
                 f"{name} is 2-D, so it is read as a multi-label indicator matrix, but it holds values other "
@@ -143,7 +149,9 @@ def _label_words(y_query, y_db, *, query_name="y_query", db_name="y_db"):
     try:
         _, codes = np.unique(np.concatenate([yq, yd]), return_inverse=True)
     except TypeError as exc:
-        raise ValueError(f"{query_name} and {db_name} hold labels that cannot be compared with each other: {exc}") from exc
+        raise ValueError(
+            f"{query_name} and {db_name} hold labels that cannot be compared with each other: {exc}"
+        ) from exc
     codes = codes.reshape(-1).astype(np.uint64)
     return codes[: len(yq), None].copy(), codes[len(yq) :, None].copy(), False
 
@@ -159,7 +167,9 @@ def _check_indices(indices, n_queries, n_db, *, name="indices"):
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{name} must hold integer database indices, got dtype {arr.dtype}.")
     if arr.shape[0] != n_queries:
-        raise ValueError(f"{name} has {arr.shape[0]} rows but there are {n_queries} queries; give one ranking per query.")
+        raise ValueError(
+            f"{name} has {arr.shape[0]} rows but there are {n_queries} queries; give one ranking per query."
+        )
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has 0 columns; retrieve at least one item per query.")
     lo, hi = arr.min(), arr.max()
@@ -419,10 +429,15 @@ def mean_average_precision(
 
 def _check_distances(distances, shape):
     if distances is None:
-        raise ValueError("tie_aware=True needs the distances of the ranked items: pass distances=... as kneighbors returns them.")
+        raise ValueError(
+            "tie_aware=True needs the distances of the ranked items: pass distances=... as kneighbors "
+            "returns them."
+        )
     dist = np.asarray(distances)
     if dist.shape != shape:
-        raise ValueError(f"distances have shape {dist.shape} but indices have shape {shape}; they must match.")
+        raise ValueError(
+            f"distances have shape {dist.shape} but indices have shape {shape}; they must match."
+        )
     if not (np.issubdtype(dist.dtype, np.number) and dist.dtype.kind != "c"):
         raise ValueError(f"distances must be real numbers, got dtype {dist.dtype}.")
     dist = np.ascontiguousarray(dist, dtype=np.float64)
@@ -595,7 +610,9 @@ def _revisitop_sets(gnd, protocol):
     positives, junk = [], []
     for i, g in enumerate(gnd):
         if not isinstance(g, Mapping):
-            raise ValueError(f"gnd[{i}] must be a dict with 'easy', 'hard' and 'junk' index lists, got {type(g).__name__}.")
+            raise ValueError(
+                f"gnd[{i}] must be a dict with 'easy', 'hard' and 'junk' index lists, got {type(g).__name__}."
+            )
         missing = [key for key in ("easy", "hard", "junk") if key not in g]
         if missing:
             raise ValueError(
@@ -606,7 +623,9 @@ def _revisitop_sets(gnd, protocol):
         for key in ("easy", "hard", "junk"):
             a = np.asarray(g[key]).reshape(-1)
             if a.size and not np.issubdtype(a.dtype, np.integer):
-                raise ValueError(f"gnd[{i}][{key!r}] must hold integer database indices, got dtype {a.dtype}.")
+                raise ValueError(
+                    f"gnd[{i}][{key!r}] must hold integer database indices, got dtype {a.dtype}."
+                )
             parts[key] = a.astype(np.int64)
         if protocol == "easy":
             positives.append(parts["easy"])
@@ -720,17 +739,23 @@ def _gldv2_solution(solution, n_queries):
         if len(solution) != n_queries:
             raise ValueError(
                 f"solution is a sequence of {len(solution)} entries but there are {n_queries} queries; "
-                "give one entry per query (None for a query outside the solution) or a dict {query: relevant}."
+                "give one entry per query (None for a query outside the solution) or a dict "
+                "{query: relevant}."
             )
         items = [(q, rel) for q, rel in enumerate(solution) if rel is not None]
     else:
-        raise ValueError("solution must be a dict {query row: relevant database indices} or a list with one entry per query.")
+        raise ValueError(
+            "solution must be a dict {query row: relevant database indices} or a list with one entry "
+            "per query."
+        )
     if not items:
         raise ValueError("solution is empty; need at least one query with relevant items.")
     rows, relevant = [], []
     for q, rel in items:
         if not isinstance(q, numbers.Integral) or not 0 <= q < n_queries:
-            raise ValueError(f"solution has query {q!r}, but indices has {n_queries} rows (queries 0..{n_queries - 1}).")
+            raise ValueError(
+                f"solution has query {q!r}, but indices has {n_queries} rows (queries 0..{n_queries - 1})."
+            )
         r = np.unique(np.asarray(rel).reshape(-1))
         if r.size == 0:
             raise ValueError(
@@ -803,7 +828,9 @@ def gldv2_map(indices, solution, k=100, *, return_per_query=False):
     k = _check_positive_int(k, "k")
     padded, present = _ragged_to_padded(indices)
     if padded.ndim != 2:
-        raise ValueError(f"indices must be 2-D (n_queries, n_retrieved) or a list of rows, got shape {padded.shape}.")
+        raise ValueError(
+            f"indices must be 2-D (n_queries, n_retrieved) or a list of rows, got shape {padded.shape}."
+        )
     n_q = padded.shape[0]
     if n_q == 0:
         raise ValueError("indices is empty; need the predictions of at least one query.")
@@ -918,7 +945,9 @@ def leave_one_out_map(codes, y, k=None):
         k = n - 1
     k = _check_positive_int(k, "k")
     if k > n - 1:
-        raise ValueError(f"k={k} but each of the {n} samples has only {n - 1} others to retrieve; use k <= {n - 1}.")
+        raise ValueError(
+            f"k={k} but each of the {n} samples has only {n - 1} others to retrieve; use k <= {n - 1}."
+        )
     # One more neighbour than k, so that the query itself can be dropped from its own ranking.
     search = _kneighbors_function(bits, k + 1)
     block = max(1, _LOO_BLOCK_ENTRIES // (k + 1))

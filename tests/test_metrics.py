@@ -1,4 +1,4 @@
-"""Tests of skhash.metrics against hand-computed values and slow plain-Python transcriptions of the protocols."""
+"""Tests of skhash.metrics against hand-computed values and slow plain-Python transcriptions of protocols."""
 
 import itertools
 import sys
@@ -170,11 +170,13 @@ def test_map_string_labels_and_many_classes():
     y_db = names[rng.integers(0, 5, 40)]
     y_q = names[rng.integers(0, 5, 6)]
     indices = rng.permuted(np.tile(np.arange(40), (6, 1)), axis=1)[:, :15]
-    assert mean_average_precision(y_q, y_db, indices) == pytest.approx(ref_hashnet_map(y_q, y_db, indices, 15), rel=1e-12)
+    expected = ref_hashnet_map(y_q, y_db, indices, 15)
+    assert mean_average_precision(y_q, y_db, indices) == pytest.approx(expected, rel=1e-12)
     # 70 classes need two 64-bit words per label set.
     yq = (rng.random((6, 70)) < 0.05).astype(np.uint8)
     yd = (rng.random((40, 70)) < 0.05).astype(bool)
-    assert mean_average_precision(yq, yd, indices, k=10) == pytest.approx(ref_hashnet_map(yq, yd, indices, 10), rel=1e-12)
+    expected = ref_hashnet_map(yq, yd, indices, 10)
+    assert mean_average_precision(yq, yd, indices, k=10) == pytest.approx(expected, rel=1e-12)
 
 
 @st.composite
@@ -220,7 +222,8 @@ def test_precision_at_k_matches_reference(problem):
 
 
 def test_precision_at_k_hand_computed():
-    assert precision_at_k([1, 2], [1, 1, 2, 3], [[0, 2, 1], [3, 2, 0]], k=2) == pytest.approx((1 / 2 + 1 / 2) / 2)
+    p = precision_at_k([1, 2], [1, 1, 2, 3], [[0, 2, 1], [3, 2, 0]], k=2)
+    assert p == pytest.approx((1 / 2 + 1 / 2) / 2)
     assert precision_at_k([1], [1, 1, 2, 3], [[0, 2, 1]]) == pytest.approx(2 / 3)
 
 
@@ -268,7 +271,9 @@ def tie_problems(draw):
 def test_tie_aware_matches_enumeration(problem):
     y_q, y_db, q_bits, db_bits, k = problem
     indices, dist = full_ranking(q_bits, db_bits)
-    _, aps = mean_average_precision(y_q, y_db, indices, k=k, distances=dist, tie_aware=True, return_per_query=True)
+    _, aps = mean_average_precision(
+        y_q, y_db, indices, k=k, distances=dist, tie_aware=True, return_per_query=True
+    )
     expected = [enumerate_tie_orders_ap(y_q[q], y_db, indices[q], dist[q], k) for q in range(2)]
     np.testing.assert_allclose(aps, expected, rtol=1e-10, atol=1e-12)
 
@@ -283,7 +288,9 @@ def test_tie_aware_accepts_truncated_rankings_that_contain_the_cut_tie():
     # Keep the rankings up to the first item farther than position k: the tie at the cut is whole.
     stop = int(np.searchsorted(dist[0], dist[0, k - 1], side="right")) + 1
     assert stop <= 8
-    truncated = mean_average_precision([1], y_db, indices[:, :stop], k=k, distances=dist[:, :stop], tie_aware=True)
+    truncated = mean_average_precision(
+        [1], y_db, indices[:, :stop], k=k, distances=dist[:, :stop], tie_aware=True
+    )
     assert truncated == pytest.approx(full, rel=1e-12)
     assert full == pytest.approx(enumerate_tie_orders_ap(1, y_db, indices[0], dist[0], k), rel=1e-10)
 
@@ -406,7 +413,9 @@ def test_gldv2_matches_delg_loop(seed, n_q, width, k, ragged):
     rows = [rng.integers(0, n_db, rng.integers(1, width + 1) if ragged else width) for _ in range(n_q)]
     in_solution = rng.random(n_q) < 0.7
     in_solution[rng.integers(n_q)] = True
-    solution = {q: list(rng.choice(n_db, rng.integers(1, 6), replace=False)) for q in range(n_q) if in_solution[q]}
+    solution = {
+        q: list(rng.choice(n_db, rng.integers(1, 6), replace=False)) for q in range(n_q) if in_solution[q]
+    }
     predictions = {q: list(rows[q]) for q in solution}
     indices = rows if ragged else np.stack(rows)
     mean, aps = gldv2_map(indices, solution, k=k, return_per_query=True)
@@ -598,12 +607,18 @@ def test_map_scorer_in_cross_validation():
             "tie_aware=True needs every item tied",
         ),
         (lambda: revisitop_map([[0, 1]], [{"easy": [0], "hard": []}]), "lacks \\['junk'\\]"),
-        (lambda: revisitop_map([[0, 1]], [{"easy": [0], "hard": [], "junk": []}], "medum"), "protocol must be one of"),
+        (
+            lambda: revisitop_map([[0, 1]], [{"easy": [0], "hard": [], "junk": []}], "medum"),
+            "protocol must be one of",
+        ),
         (lambda: revisitop_map([[0, 1]], []), "gnd is empty"),
         (lambda: revisitop_map([[0, 1]], [{"easy": [0], "hard": [], "junk": []}] * 2), "has 1 rows"),
         (lambda: revisitop_map([[0, 1]], [{"easy": [0], "hard": [], "junk": []}], kappas=(0,)), "kappa"),
         (lambda: revisitop_map([[0, 1]], [{"easy": [0.5], "hard": [], "junk": []}]), "integer database"),
-        (lambda: revisitop_map([[0, 1]], [{"easy": [], "hard": [0], "junk": []}], "easy"), "No query has positives"),
+        (
+            lambda: revisitop_map([[0, 1]], [{"easy": [], "hard": [0], "junk": []}], "easy"),
+            "No query has positives",
+        ),
         (lambda: gldv2_map([[0, 1]], {}), "solution is empty"),
         (lambda: gldv2_map([[0, 1]], {3: [0]}), "indices has 1 rows"),
         (lambda: gldv2_map([[0, 1]], {0: []}), "no relevant items"),
