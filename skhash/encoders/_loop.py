@@ -70,9 +70,8 @@ def _train_loop(latent, loss_module, loss_fn, source, n_epochs, *, learning_rate
     cuda = device.type == "cuda"
     use_graph = cuda and USE_CUDA_GRAPH and isinstance(source, InMemoryBatches) and source.steps_per_epoch > GRAPH_WARMUP_STEPS
     lr = torch.tensor(float(learning_rate), device=device) if use_graph else float(learning_rate)
-    opt = torch.optim.Adam(
-        params, lr=lr, weight_decay=weight_decay, fused=True if cuda else None, capturable=use_graph
-    )
+    # Fused Adam: one kernel for all parameters (on the CPU too: measured 2.6x faster for 64 x 4096).
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True, capturable=use_graph)
     milestones = lr_milestones(n_epochs)
     loss_sum = torch.zeros((), device=device)
 
