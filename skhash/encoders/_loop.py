@@ -18,8 +18,11 @@ from ._data import InMemoryBatches
 CPU_PARALLEL_MIN_FLOPS = 50e6
 # Eager warm-up steps before capturing the CUDA graph (lazy state such as Adam's moments must exist).
 GRAPH_WARMUP_STEPS = 3
-# Module switch for the fast paths; tests turn it off to compare the fast path with the plain one.
+# Module switches for the fast paths; tests turn them off to compare the fast path with the plain one.
 USE_CUDA_GRAPH = True
+# TF32 matmuls on CUDA during training only (10-bit mantissa inputs, float32 accumulation): the codes'
+# held-out mAP agrees with float32 training within noise (benchmarks/bench_train.py prints both).
+ALLOW_TF32 = True
 
 
 def lr_milestones(n_epochs):
@@ -39,15 +42,19 @@ def _diverged(name, epoch, learning_rate):
 
 
 @contextlib.contextmanager
-def cpu_threads_for(flops_per_step, device):
-    """Use one CPU thread for steps too small to split, all of torch's threads otherwise."""
-    before = torch.get_num_threads()
+def compute_settings(flops_per_step, device):
+    """One CPU thread for steps too small to split; TF32 matmuls on CUDA if ``ALLOW_TF32``. Restored after."""
+    threads = torch.get_num_threads()
+    tf32 = torch.backends.cuda.matmul.allow_tf32
     if device.type == "cpu" and flops_per_step < CPU_PARALLEL_MIN_FLOPS:
         torch.set_num_threads(1)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = ALLOW_TF32
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def train_loop(latent, loss_module, loss_fn, source, n_epochs, *, learning_rate, weight_decay, device, verbose, name):
@@ -55,7 +62,7 @@ def train_loop(latent, loss_module, loss_fn, source, n_epochs, *, learning_rate,
     n_params = sum(p.numel() for p in latent.parameters())
     if loss_module is not None:
         n_params += sum(p.numel() for p in loss_module.parameters())
-    with cpu_threads_for(6.0 * source.batch_size * n_params, device):
+    with compute_settings(6.0 * source.batch_size * n_params, device):
         return _train_loop(latent, loss_module, loss_fn, source, n_epochs, learning_rate=learning_rate,
                            weight_decay=weight_decay, device=device, verbose=verbose, name=name)
 
