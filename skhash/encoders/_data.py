@@ -3,6 +3,24 @@
 Both sources yield the same number of full batches per epoch (``n_samples // batch_size``, the
 remainder dropped, a different remainder every epoch), so a streamed fit and an in-memory fit are the
 same procedure up to the order rows are visited in.
+
+Streaming and the shuffle
+-------------------------
+An in-memory fit visits the rows in a fresh uniform permutation every epoch. A file larger than memory
+cannot be permuted row by row (a random row read per sample is orders of magnitude slower than a
+sequential read), so :class:`BatchStream` shuffles at two levels: the file is cut into blocks of
+contiguous rows (about ``STREAM_BLOCK_BYTES`` each, whole HDF5 chunks), the blocks are visited in a
+new random order every epoch, and ``STREAM_WINDOW_BYTES`` worth of blocks (about 32) at a time are
+read into a window whose rows are permuted and cut into batches.
+
+The trade-off against a full shuffle: a batch holds rows of only the blocks of one window, and rows
+that are neighbours in the file share a window. When the file's row order is unrelated to the labels
+(a shuffled or hash-ordered file, as GLDv2's features are) this is statistically a full shuffle. When
+the file is sorted by class, a batch sees the classes of about 32 blocks instead of all of them; the
+gradient is noisier and BatchNorm's running statistics follow the window, which costs quality when a
+block holds only a few classes. Data that fits in one window (for 2048-d float32, 32,768 rows) is
+read once and shuffled exactly like the in-memory path. Shuffle such a file once on disk, or raise the
+window, if it matters.
 """
 
 import threading
@@ -10,11 +28,15 @@ import threading
 import numpy as np
 import torch
 
-# Rows read from a stream at once before shuffling within them. Larger windows shuffle better and cost
-# memory: 32,768 rows of 2048 float32 are 256 MiB, and one more window is read ahead in the background.
-STREAM_WINDOW_ROWS = 32_768
-# Reads are made in blocks of this many rows (whole HDF5 chunks when the file is chunked).
-STREAM_BLOCK_ROWS = 4_096
+# A window of streamed rows is about this many bytes of float32; two are held (one trains while the next
+# is read in the background), so a streamed fit needs about 2 x 256 MiB beside torch, whatever the
+# file's size. Bigger windows shuffle better (see the module docstring) and cost memory.
+STREAM_WINDOW_BYTES = 256 * 1024**2
+# Rows are read in contiguous blocks of about this many bytes (rounded to whole HDF5 chunks): large
+# enough for sequential reads to be fast, small enough that a window mixes many places of the file.
+STREAM_BLOCK_BYTES = 8 * 1024**2
+# Inference reads at most about this many bytes of features at a time (at least one row).
+INFERENCE_CHUNK_BYTES = 64 * 1024**2
 # Keep this much device memory free beside the resident data.
 DEVICE_HEADROOM = 2 * 1024**3
 
@@ -25,9 +47,28 @@ def is_streamed(X):
     return mod.startswith("h5py") or mod.startswith("dask")
 
 
+def check_stream_dtype(X):
+    """Refuse streamed features that are not numbers before reading any of them."""
+    kind = np.dtype(X.dtype).kind
+    if kind not in "fiub":
+        raise ValueError(
+            f"X has dtype {X.dtype}; features must be numbers (float32 is read fastest). Store the "
+            "descriptors as a numeric data set."
+        )
+
+
 def iter_row_chunks(X, chunk_rows):
-    """Yield ``(start, rows)`` over ``X`` in row chunks: works on numpy arrays and h5py datasets alike."""
+    """Yield ``(start, rows)`` over ``X`` in row chunks: works on numpy arrays and h5py datasets alike.
+
+    A chunk holds at most ``chunk_rows`` rows and, for wide features, fewer: at most about
+    ``INFERENCE_CHUNK_BYTES`` of float32, so reading a file of 2048-d descriptors costs tens of MiB
+    rather than ``chunk_rows * 8 KiB``.
+    """
+    if is_streamed(X):
+        check_stream_dtype(X)
     n = X.shape[0]
+    row_bytes = 4 * int(np.prod(X.shape[1:], dtype=np.int64)) if len(X.shape) > 1 else 4
+    chunk_rows = max(1, min(int(chunk_rows), INFERENCE_CHUNK_BYTES // max(1, row_bytes)))
     for start in range(0, n, chunk_rows):
         block = X[start : min(n, start + chunk_rows)]
         if hasattr(block, "compute"):
@@ -82,96 +123,140 @@ class InMemoryBatches:
                 yield self.X.index_select(0, idx), self.y.index_select(0, idx)
 
 
+def read_rows(X, start, stop, out):
+    """Read rows ``start:stop`` of ``X`` into ``out`` (float32, C-contiguous) without a temporary copy."""
+    if hasattr(X, "read_direct"):  # h5py: HDF5 converts the dtype while it copies into ``out``
+        X.read_direct(out, np.s_[start:stop])
+        return
+    block = X[start:stop]
+    if hasattr(block, "compute"):
+        block = block.compute()
+    out[...] = block
+
+
 class BatchStream:
     """Rows read from an array-like in windows, shuffled within each window, copied to the device.
 
-    Each epoch visits the blocks of ``STREAM_BLOCK_ROWS`` rows in a new random order, gathers
-    ``STREAM_WINDOW_ROWS`` rows into a window, shuffles the rows of the window and cuts it into
-    batches. The next window is read in a background thread while the current one trains. Memory is
-    about two windows whatever the file's size. Compared with a full shuffle, a batch mixes rows from
-    only ``STREAM_WINDOW_ROWS / STREAM_BLOCK_ROWS`` blocks; on data stored class by class, keep the
-    window large relative to the block.
+    Each epoch visits blocks of contiguous rows (about ``STREAM_BLOCK_BYTES``, whole HDF5 chunks) in a
+    new random order, reads ``STREAM_WINDOW_BYTES`` worth of them into a window, permutes the window's
+    rows and cuts the permutation into batches; the few rows left at a window's end open the first
+    batch of the next window. The next window is read in a background thread into a second buffer
+    while the current one trains, so memory is two windows whatever the file's size. Data that fits
+    in one window is read once. The module docstring discusses the trade-off against a full shuffle.
     """
 
-    def __init__(self, X, y, batch_size, device, seed, *, window_rows=STREAM_WINDOW_ROWS, block_rows=None):
+    def __init__(self, X, y, batch_size, device, seed, *, window_rows=None, block_rows=None):
+        check_stream_dtype(X)
         self.X = X
         self.y = np.ascontiguousarray(y)
         self.n = X.shape[0]
+        self.n_features = X.shape[1]
         self.batch_size = min(batch_size, self.n)
         self.steps_per_epoch = steps_per_epoch(self.n, batch_size)
         self.device = device
-        chunks = getattr(X, "chunks", None)
+        row_bytes = 4 * self.n_features
+        if window_rows is None:
+            window_rows = max(1, STREAM_WINDOW_BYTES // row_bytes)
         if block_rows is None:
-            block_rows = STREAM_BLOCK_ROWS
-            if isinstance(chunks, tuple) and chunks and isinstance(chunks[0], int):
-                block_rows = max(chunks[0], block_rows // chunks[0] * chunks[0])
-        self.block_rows = block_rows
-        self.window_rows = max(window_rows, block_rows, self.batch_size)
+            block_rows = max(1, STREAM_BLOCK_BYTES // row_bytes)
+            chunks = getattr(X, "chunks", None)
+            chunk_rows = chunks[0] if isinstance(chunks, tuple) and chunks and isinstance(chunks[0], int) else 0
+            if 0 < chunk_rows <= window_rows // 8:
+                # Whole HDF5 chunks, so no compressed chunk is decoded twice. Chunks too large for a
+                # window to mix 8 of them are cut instead: memory stays bounded, reads get slower.
+                block_rows = max(1, round(block_rows / chunk_rows)) * chunk_rows
+        self.block_rows = int(min(block_rows, self.n))
+        self.blocks_per_window = max(1, -(-max(int(window_rows), self.batch_size) // self.block_rows))
+        self.window_rows = min(self.n, self.blocks_per_window * self.block_rows)
         self._rng = np.random.default_rng(seed)
+        self._buffers = None
+        self._resident = None
 
-    def _read_window(self, starts):
-        parts = []
+    def _read_window(self, starts, buf):
+        """Read the blocks at ``starts`` into ``buf``; return views ``(x, y)`` of the rows read."""
+        rows = []
+        m = 0
         for s in starts:
-            block = self.X[s : min(self.n, s + self.block_rows)]
-            if hasattr(block, "compute"):
-                block = block.compute()
-            parts.append(np.asarray(block, dtype=np.float32))
-        x = np.concatenate(parts)
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"X contains NaN or infinity in the rows starting at {starts[0]}.")
-        y = np.concatenate([self.y[s : min(self.n, s + self.block_rows)] for s in starts])
-        return x, y
+            stop = min(self.n, s + self.block_rows)
+            out = buf[m : m + stop - s]
+            read_rows(self.X, s, stop, out)
+            # A sum is finite only if every term is: one pass, no boolean array (scikit-learn's trick).
+            if not np.isfinite(out.sum()) and not np.isfinite(out).all():
+                raise ValueError(
+                    f"X contains NaN or infinity in rows {s}..{stop - 1}; the features must be finite."
+                )
+            rows.append(np.arange(s, stop))
+            m += stop - s
+        return buf[:m], self.y[np.concatenate(rows)]
 
     def _windows(self):
         starts = np.arange(0, self.n, self.block_rows)
         self._rng.shuffle(starts)
-        per_window = max(1, self.window_rows // self.block_rows)
-        groups = [starts[i : i + per_window] for i in range(0, len(starts), per_window)]
-        result = {}
+        groups = [starts[i : i + self.blocks_per_window] for i in range(0, len(starts), self.blocks_per_window)]
+        if len(groups) == 1:
+            if self._resident is None:
+                self._resident = self._read_window(groups[0], np.empty((self.window_rows, self.n_features), np.float32))
+            yield self._resident
+            return
+        if self._buffers is None:
+            self._buffers = [np.empty((self.window_rows, self.n_features), np.float32) for _ in range(2)]
+        result = [None]
 
         def load(i):
             try:
-                result[i] = self._read_window(groups[i])
+                result[0] = self._read_window(groups[i], self._buffers[i % 2])
             except BaseException as exc:  # handed to the consumer, raised there
-                result[i] = exc
+                result[0] = exc
 
-        thread = threading.Thread(target=load, args=(0,))
+        thread = threading.Thread(target=load, args=(0,), daemon=True)
         thread.start()
-        for i in range(len(groups)):
-            thread.join()
-            got = result.pop(i)
-            if isinstance(got, BaseException):
-                raise got
-            if i + 1 < len(groups):
-                thread = threading.Thread(target=load, args=(i + 1,))
-                thread.start()
-            yield got
+        try:
+            for i in range(len(groups)):
+                thread.join()
+                got, result[0] = result[0], None
+                if isinstance(got, BaseException):
+                    raise got
+                thread = None
+                if i + 1 < len(groups):
+                    # Writes the buffer of window i - 1, whose rows have all been copied into batches.
+                    thread = threading.Thread(target=load, args=(i + 1,), daemon=True)
+                    thread.start()
+                yield got
+        finally:
+            if thread is not None:  # the consumer stopped early: never leave a reader behind
+                thread.join()
 
     def batches(self):
         b = self.batch_size
-        carry_x = np.zeros((0, self.X.shape[1]), np.float32)
-        carry_y = self.y[:0]
+        on_cpu = self.device.type == "cpu"
+        if on_cpu:
+            # numpy's gather of a batch is ~0.6 ms; torch's index_select on two busy cores was 3-9x slower.
+            take, cat, as_tensor = (lambda a, i: a[i]), np.concatenate, torch.from_numpy
+        else:
+            take, cat, as_tensor = (lambda a, i: a.index_select(0, i)), torch.cat, (lambda a: a)
         produced = 0
-        pin = self.device.type == "cuda"
+        carry_x = carry_y = None
         for x, y in self._windows():
-            x = np.concatenate([carry_x, x])
-            y = np.concatenate([carry_y, y])
             order = self._rng.permutation(len(x))
-            x, y = x[order], y[order]
-            usable = len(x) // b * b
-            if usable:
-                xt = torch.from_numpy(x[:usable])
-                yt = torch.from_numpy(y[:usable])
-                if pin:
-                    xt, yt = xt.pin_memory(), yt.pin_memory()
-                xt = xt.to(self.device, non_blocking=True)
-                yt = yt.to(self.device, non_blocking=True)
-                for j in range(0, usable, b):
-                    if produced == self.steps_per_epoch:
-                        return
-                    yield xt[j : j + b], yt[j : j + b]
-                    produced += 1
-            carry_x, carry_y = x[usable:], y[usable:]
-        if produced < self.steps_per_epoch and len(carry_x):
-            # Fewer rows than one batch in the whole data set: one short batch per epoch.
-            yield torch.from_numpy(carry_x).to(self.device), torch.from_numpy(carry_y).to(self.device)
+            if not on_cpu:
+                # A blocking copy from pageable memory: the host buffer may be refilled once it returns.
+                x, y = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
+                order = torch.from_numpy(order).to(self.device)
+            pos = 0
+            if carry_x is not None:
+                take_idx = order[: b - len(carry_x)]
+                carry_x, carry_y = cat([carry_x, take(x, take_idx)]), cat([carry_y, take(y, take_idx)])
+                pos = len(take_idx)
+                if len(carry_x) < b:  # a window shorter than the rows the batch still needed
+                    continue
+                yield as_tensor(carry_x), as_tensor(carry_y)
+                produced += 1
+                carry_x = carry_y = None
+            while pos + b <= len(order) and produced < self.steps_per_epoch:
+                idx = order[pos : pos + b]
+                yield as_tensor(take(x, idx)), as_tensor(take(y, idx))
+                produced += 1
+                pos += b
+            if pos < len(order) and produced < self.steps_per_epoch:
+                rest = order[pos:]
+                carry_x, carry_y = take(x, rest), take(y, rest)
