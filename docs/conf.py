@@ -6,8 +6,10 @@ warnings as errors, and the ``>>>`` examples of these pages as doctests).
 
 import os
 import sys
+from pathlib import Path
 
-sys.path.insert(0, os.path.abspath(".."))
+# The checkout's skhash, also when it is not installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import skhash  # noqa: E402
