@@ -119,11 +119,6 @@ def _mask_nw(db_t, g0, q, thr, dbuf):
     return m
 
 
-def mask_function(n_words):
-    """The hot-loop mask function for codes of ``n_words`` 64-bit words."""
-    return {1: _mask_1w, 2: _mask_2w, 4: _mask_4w}.get(int(n_words), _mask_nw)
-
-
 @numba.njit(inline="always", cache=True)
 def _distance(db_t, r, q):
     d = 0
@@ -188,32 +183,147 @@ def _compact(k, thr, c_lt, cnt, bd, bi, length):
     return j
 
 
-@numba.njit(cache=True, nogil=True)
-def _scan(mask_fn, db_t, n_db, t0, t1, q, ex, k, th, clt, ln, cnt, bd, bi, dbuf):
-    """Stream rows ``t0:t1`` (a multiple of GROUP) through one query's state; return the new state."""
+@numba.njit(inline="always", cache=True)
+def _take_hits(m, g0, db_t, n_db, q, ex, k, th, clt, ln, cnt, bd, bi):
+    """Append the rows of hit mask ``m`` (group ``g0``) that are still below ``th``; return the state."""
     cap = bd.shape[0]
-    for g0 in range(t0, t1, GROUP):
-        m = mask_fn(db_t, g0, q, th, dbuf)
-        while m != _ZERO:
-            i = _lowest_bit_index(m)
-            m &= m - _ONE
-            r = g0 + i
-            if r >= n_db or r == ex:
-                continue
-            d = _distance(db_t, r, q)
-            if d >= th:  # th dropped since the mask was made
-                continue
-            if ln == cap:
-                ln = _compact(k, th, clt, cnt, bd, bi, ln)
-            bd[ln] = d
-            bi[ln] = r
-            ln += 1
-            cnt[d] += 1
-            clt += 1
-            while clt >= k:
-                th -= 1
-                clt -= cnt[th]
+    while m != _ZERO:
+        i = _lowest_bit_index(m)
+        m &= m - _ONE
+        r = g0 + i
+        if r >= n_db or r == ex:
+            continue
+        d = _distance(db_t, r, q)
+        if d >= th:  # th dropped since the mask was made
+            continue
+        if ln == cap:
+            ln = _compact(k, th, clt, cnt, bd, bi, ln)
+        bd[ln] = d
+        bi[ln] = r
+        ln += 1
+        cnt[d] += 1
+        clt += 1
+        while clt >= k:
+            th -= 1
+            clt -= cnt[th]
     return th, clt, ln
+
+
+# One scan per code width, each a separate compiled function around a branch-free mask loop. (Passing
+# the mask function as an argument would say this once, but numba's cache then misses on every run.)
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_1w(db_t, n_db, t0, t1, q, ex, k, th, clt, ln, cnt, bd, bi, dbuf):
+    """Stream rows ``t0:t1`` (a multiple of GROUP) through one query's state; return the new state."""
+    for g0 in range(t0, t1, GROUP):
+        m = _mask_1w(db_t, g0, q, th, dbuf)
+        if m != _ZERO:
+            th, clt, ln = _take_hits(m, g0, db_t, n_db, q, ex, k, th, clt, ln, cnt, bd, bi)
+    return th, clt, ln
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_2w(db_t, n_db, t0, t1, q, ex, k, th, clt, ln, cnt, bd, bi, dbuf):
+    for g0 in range(t0, t1, GROUP):
+        m = _mask_2w(db_t, g0, q, th, dbuf)
+        if m != _ZERO:
+            th, clt, ln = _take_hits(m, g0, db_t, n_db, q, ex, k, th, clt, ln, cnt, bd, bi)
+    return th, clt, ln
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_4w(db_t, n_db, t0, t1, q, ex, k, th, clt, ln, cnt, bd, bi, dbuf):
+    for g0 in range(t0, t1, GROUP):
+        m = _mask_4w(db_t, g0, q, th, dbuf)
+        if m != _ZERO:
+            th, clt, ln = _take_hits(m, g0, db_t, n_db, q, ex, k, th, clt, ln, cnt, bd, bi)
+    return th, clt, ln
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_nw(db_t, n_db, t0, t1, q, ex, k, th, clt, ln, cnt, bd, bi, dbuf):
+    for g0 in range(t0, t1, GROUP):
+        m = _mask_nw(db_t, g0, q, th, dbuf)
+        if m != _ZERO:
+            th, clt, ln = _take_hits(m, g0, db_t, n_db, q, ex, k, th, clt, ln, cnt, bd, bi)
+    return th, clt, ln
+
+
+@numba.njit(inline="always", cache=True)
+def _scan(db_t, n_db, t0, t1, q, ex, k, th, clt, ln, cnt, bd, bi, dbuf):
+    n_words = db_t.shape[0]
+    if n_words == 1:
+        return _scan_1w(db_t, n_db, t0, t1, q, ex, k, th, clt, ln, cnt, bd, bi, dbuf)
+    if n_words == 2:
+        return _scan_2w(db_t, n_db, t0, t1, q, ex, k, th, clt, ln, cnt, bd, bi, dbuf)
+    if n_words == 4:
+        return _scan_4w(db_t, n_db, t0, t1, q, ex, k, th, clt, ln, cnt, bd, bi, dbuf)
+    return _scan_nw(db_t, n_db, t0, t1, q, ex, k, th, clt, ln, cnt, bd, bi, dbuf)
+
+
+@numba.njit(inline="always", cache=True)
+def _take_within(m, g0, db_t, q, ex, p, out_d, out_i, fill):
+    """Count (and with ``fill`` write from ``p``) the rows of hit mask ``m``; return the new ``p``."""
+    while m != _ZERO:
+        i = _lowest_bit_index(m)
+        m &= m - _ONE
+        r = g0 + i
+        if r != ex:
+            if fill:
+                out_d[p] = _distance(db_t, r, q)
+                out_i[p] = r
+            p += 1
+    return p
+
+
+@numba.njit(cache=True, nogil=True)
+def _within_1w(db_t, n_db, q, max_d, ex, p, out_d, out_i, fill, dbuf):
+    """Rows at distance ``<= max_d`` from ``q``, in index order; see :func:`_take_within`."""
+    for g0 in range(0, padded_rows(n_db), GROUP):
+        m = _mask_1w(db_t, g0, q, max_d + 1, dbuf) & _tail_mask(n_db, g0)
+        if m != _ZERO:
+            p = _take_within(m, g0, db_t, q, ex, p, out_d, out_i, fill)
+    return p
+
+
+@numba.njit(cache=True, nogil=True)
+def _within_2w(db_t, n_db, q, max_d, ex, p, out_d, out_i, fill, dbuf):
+    for g0 in range(0, padded_rows(n_db), GROUP):
+        m = _mask_2w(db_t, g0, q, max_d + 1, dbuf) & _tail_mask(n_db, g0)
+        if m != _ZERO:
+            p = _take_within(m, g0, db_t, q, ex, p, out_d, out_i, fill)
+    return p
+
+
+@numba.njit(cache=True, nogil=True)
+def _within_4w(db_t, n_db, q, max_d, ex, p, out_d, out_i, fill, dbuf):
+    for g0 in range(0, padded_rows(n_db), GROUP):
+        m = _mask_4w(db_t, g0, q, max_d + 1, dbuf) & _tail_mask(n_db, g0)
+        if m != _ZERO:
+            p = _take_within(m, g0, db_t, q, ex, p, out_d, out_i, fill)
+    return p
+
+
+@numba.njit(cache=True, nogil=True)
+def _within_nw(db_t, n_db, q, max_d, ex, p, out_d, out_i, fill, dbuf):
+    for g0 in range(0, padded_rows(n_db), GROUP):
+        m = _mask_nw(db_t, g0, q, max_d + 1, dbuf) & _tail_mask(n_db, g0)
+        if m != _ZERO:
+            p = _take_within(m, g0, db_t, q, ex, p, out_d, out_i, fill)
+    return p
+
+
+@numba.njit(inline="always", cache=True)
+def _within(db_t, n_db, q, max_d, ex, p, out_d, out_i, fill, dbuf):
+    n_words = db_t.shape[0]
+    if n_words == 1:
+        return _within_1w(db_t, n_db, q, max_d, ex, p, out_d, out_i, fill, dbuf)
+    if n_words == 2:
+        return _within_2w(db_t, n_db, q, max_d, ex, p, out_d, out_i, fill, dbuf)
+    if n_words == 4:
+        return _within_4w(db_t, n_db, q, max_d, ex, p, out_d, out_i, fill, dbuf)
+    return _within_nw(db_t, n_db, q, max_d, ex, p, out_d, out_i, fill, dbuf)
 
 
 @numba.njit(inline="always", cache=True)
@@ -237,12 +347,11 @@ def _emit(k, thr, c_lt, cnt, bd, bi, length, start, out_d, out_i):
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def knn_search(mask_fn, db_t, n_db, queries, k, n_bits, exclude, block, out_d, out_i):
+def knn_search(db_t, n_db, queries, k, n_bits, exclude, block, out_d, out_i):
     """Exact k nearest database rows of each query, in (distance, index) order.
 
     Parameters
     ----------
-    mask_fn : the ``_mask_*`` function for this code width (see :func:`mask_function`).
     db_t : uint64 (n_words, >= padded_rows(n_db)), word-major database, rows past ``n_db`` zero.
     n_db : int, the number of real rows.
     queries : uint64 (n_queries, n_words).
@@ -278,7 +387,6 @@ def knn_search(mask_fn, db_t, n_db, queries, k, n_bits, exclude, block, out_d, o
             t1 = min(t0 + tile, n_pad)
             for j in range(nb):
                 th, clt, ln = _scan(
-                    mask_fn,
                     db_t, n_db, t0, t1, queries[q0 + j], exclude[q0 + j], k,
                     thr[j], c_lt[j], length[j], cnt[j], bd[j], bi[j], dbuf,
                 )
@@ -290,7 +398,6 @@ def knn_search(mask_fn, db_t, n_db, queries, k, n_bits, exclude, block, out_d, o
                 # The sampled cap was too tight (fewer than k rows under it): scan again without it.
                 cnt[j, :] = 0
                 th, clt, ln = _scan(
-                    mask_fn,
                     db_t, n_db, 0, n_pad, queries[q0 + j], exclude[q0 + j], k,
                     n_bits + 1, 0, 0, cnt[j], bd[j], bi[j], dbuf,
                 )
@@ -301,44 +408,24 @@ def knn_search(mask_fn, db_t, n_db, queries, k, n_bits, exclude, block, out_d, o
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def radius_count(mask_fn, db_t, n_db, queries, max_d, exclude, counts):
+def radius_count(db_t, n_db, queries, max_d, exclude, counts):
     """``counts[j]`` = the number of rows at distance ``<= max_d`` from query ``j`` (``exclude`` left out)."""
-    n_pad = padded_rows(n_db)
+    empty_d = np.empty(0, dtype=np.int32)
+    empty_i = np.empty(0, dtype=np.int64)
     for j in numba.prange(queries.shape[0]):
         dbuf = np.empty(GROUP, dtype=np.int64)
-        q = queries[j]
-        c = 0
-        for g0 in range(0, n_pad, GROUP):
-            m = mask_fn(db_t, g0, q, max_d + 1, dbuf) & _tail_mask(n_db, g0)
-            c += popcount64(m)
-        ex = exclude[j]
-        if ex >= 0 and _distance(db_t, ex, q) <= max_d:
-            c -= 1
-        counts[j] = c
+        counts[j] = _within(db_t, n_db, queries[j], max_d, exclude[j], 0, empty_d, empty_i, False, dbuf)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def radius_fill(mask_fn, db_t, n_db, queries, max_d, exclude, offsets, sort, out_d, out_i):
+def radius_fill(db_t, n_db, queries, max_d, exclude, offsets, sort, out_d, out_i):
     """Rows within ``max_d`` of query ``j`` into ``out_*[offsets[j]:offsets[j + 1]]``.
 
     In index order, or, with ``sort``, in (distance, index) order by a stable counting sort.
     """
-    n_pad = padded_rows(n_db)
     for j in numba.prange(queries.shape[0]):
         dbuf = np.empty(GROUP, dtype=np.int64)
-        q = queries[j]
-        ex = exclude[j]
-        p = offsets[j]
-        for g0 in range(0, n_pad, GROUP):
-            m = mask_fn(db_t, g0, q, max_d + 1, dbuf) & _tail_mask(n_db, g0)
-            while m != _ZERO:
-                i = _lowest_bit_index(m)
-                m &= m - _ONE
-                r = g0 + i
-                if r != ex:
-                    out_d[p] = _distance(db_t, r, q)
-                    out_i[p] = r
-                    p += 1
+        _within(db_t, n_db, queries[j], max_d, exclude[j], offsets[j], out_d, out_i, True, dbuf)
         if sort:
             seg_d = out_d[offsets[j] : offsets[j + 1]]
             seg_i = out_i[offsets[j] : offsets[j + 1]]

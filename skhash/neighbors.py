@@ -477,7 +477,6 @@ class HammingNeighbors(BaseEstimator):
         with _numba_threads(self.n_jobs) as n_threads:
             block = max(1, min(_MAX_BLOCK, _BLOCK_SCRATCH_BYTES // scratch, math.ceil(n_q / n_threads)))
             _search_cpu.knn_search(
-                _search_cpu.mask_function(db_t.shape[0]),
                 db_t, self.n_samples_fit_, queries, k, self.n_bits_, exclude, block, dist, idx,
             )
         return dist, idx
@@ -498,15 +497,14 @@ class HammingNeighbors(BaseEstimator):
             return self._gpu_index().radius(queries, max_d, exclude, bool(sort_results))
         db_t = self._cpu_database()
         words = pack_words(queries)
-        mask_fn = _search_cpu.mask_function(db_t.shape[0])
         counts = np.empty(words.shape[0], dtype=np.int64)
         with _numba_threads(self.n_jobs):
-            _search_cpu.radius_count(mask_fn, db_t, self.n_samples_fit_, words, max_d, exclude, counts)
+            _search_cpu.radius_count(db_t, self.n_samples_fit_, words, max_d, exclude, counts)
             offsets = np.zeros(words.shape[0] + 1, dtype=np.int64)
             np.cumsum(counts, out=offsets[1:])
             dist = np.empty(offsets[-1], dtype=np.int32)
             idx = np.empty(offsets[-1], dtype=np.int64)
             _search_cpu.radius_fill(
-                mask_fn, db_t, self.n_samples_fit_, words, max_d, exclude, offsets, bool(sort_results), dist, idx
+                db_t, self.n_samples_fit_, words, max_d, exclude, offsets, bool(sort_results), dist, idx
             )
         return offsets, dist, idx

@@ -1,0 +1,328 @@
+"""Exact Hamming search on a CUDA GPU (torch, with a Triton kernel when Triton is installed).
+
+Codes live on the GPU as ``±1`` half-precision rows (padding columns 0), so a dot product gives the
+Hamming distance exactly: ``d = (n_bits - <q, x>) / 2``; tensor cores accumulate in fp32, exact for any
+code width used in hashing. (Half-precision results are exact up to 2,048; wider codes use fp32.)
+
+A general top-k over a million distances per query is the slow part of the obvious path (matmul, then
+``torch.topk``). Hamming distances are small integers, so the search here avoids it:
+
+1. A strided sample of the database gives each query a cap ``c`` on its k-th distance, with margin.
+2. One pass over the database keeps only the candidates at distance ``<= c``. With Triton, one kernel
+   computes the distances tile by tile on tensor cores and appends the few candidates to a per-query
+   buffer with atomics, so no distance matrix is ever written; without Triton, torch does the same per
+   chunk (matmul, compare, ``nonzero``).
+3. Each query's candidates, as keys ``distance * n + index``, are sorted; the first ``k`` are the exact
+   answer in ``(distance, index)`` order.
+
+A query whose cap was too tight (fewer than ``k`` candidates) or too loose (its buffer overflowed, as
+in a database full of duplicates) is answered by the plain exact path instead: chunked distances and
+``topk`` over the same keys. Either way the result equals the CPU search's, ties included.
+"""
+
+import math
+
+import numpy as np
+import torch
+
+from .codes import unpack_bits
+
+try:  # Triton ships with CUDA builds of torch; without it the torch path does the same job.
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the installation
+    triton = None
+
+_K_MULTIPLE = 64  # code columns are padded to this (zeros) so the kernel's K loop is whole
+_SAMPLE = 8192  # database rows sampled per query to set its cap
+_SCRATCH_BYTES = 1 << 30  # distance chunks and candidate buffers of one query chunk stay under this
+_INT64_MAX = torch.iinfo(torch.int64).max
+
+
+def check_device(device):
+    """Raise a clear error unless ``device`` names a CUDA device torch can use."""
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device={device!r} needs a CUDA GPU, but torch.cuda.is_available() is False here "
+            f"(torch {torch.__version__}). Use device='cpu', or install a CUDA build of torch."
+        )
+    dev = torch.device(device)
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RuntimeError(
+            f"device={device!r}, but only {torch.cuda.device_count()} CUDA device(s) are visible."
+        )
+
+
+def triton_available():
+    """Whether the fused Triton candidate kernel can run (Triton importable)."""
+    return triton is not None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _candidates_kernel(
+        q_ptr, db_ptr, dot_thr_ptr, excl_ptr, count_ptr, key_ptr,
+        n_q, n_db, db_offset, n_total, n_bits, cap, num_m,
+        K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, HAS_EXCL: tl.constexpr,
+    ):
+        # Query tiles vary fastest, so the programs that run together share one database tile and the
+        # (small) query chunk stays in L2: the database is read from memory about once.
+        pid = tl.program_id(0)
+        pid_m = pid % num_m
+        pid_n = pid // num_m
+        rm = pid_m * BM + tl.arange(0, BM)
+        rn = pid_n * BN + tl.arange(0, BN)
+        rk = tl.arange(0, BK)
+        m_ok = rm < n_q
+        n_ok = rn < n_db
+        acc = tl.zeros((BM, BN), dtype=tl.float32)
+        for k0 in range(0, K, BK):
+            a = tl.load(
+                q_ptr + rm[:, None].to(tl.int64) * K + (k0 + rk)[None, :], mask=m_ok[:, None], other=0.0
+            )
+            b = tl.load(
+                db_ptr + rn[None, :].to(tl.int64) * K + (k0 + rk)[:, None], mask=n_ok[None, :], other=0.0
+            )
+            acc += tl.dot(a, b)
+        thr = tl.load(dot_thr_ptr + rm, mask=m_ok, other=3.0e38)
+        keep = (acc >= thr[:, None]) & n_ok[None, :]
+        gidx = rn.to(tl.int64) + db_offset
+        if HAS_EXCL:
+            ex = tl.load(excl_ptr + rm, mask=m_ok, other=-1)
+            keep = keep & (gidx[None, :] != ex[:, None])
+        counters = tl.broadcast_to(count_ptr + rm[:, None], (BM, BN))
+        pos = tl.atomic_add(counters, tl.full((BM, BN), 1, tl.int32), mask=keep)
+        ok = keep & (pos < cap)
+        dist = ((n_bits - acc) * 0.5).to(tl.int64)
+        key = dist * n_total + gidx[None, :]
+        tl.store(key_ptr + rm[:, None].to(tl.int64) * cap + pos, key, mask=ok)
+
+
+class GpuIndex:
+    """A database of codes on one torch device, searched exactly.
+
+    Parameters
+    ----------
+    packed : ndarray of shape (n, n_bytes), uint8
+        Codes as :func:`skhash.codes.pack_bits` makes them.
+    n_bits : int
+        Bits per code.
+    device : str
+        A torch device; ``"cuda"`` in use. (The torch path also runs on ``"cpu"``, which the tests use to
+        check it where no GPU is.)
+    use_triton : bool, default=None
+        Use the fused Triton kernel; ``None`` means when Triton is installed and the device is CUDA.
+    """
+
+    def __init__(self, packed, n_bits, device, use_triton=None):
+        self.device_name = str(device)
+        self.device = torch.device(device)
+        self.n_bits = int(n_bits)
+        self.k_pad = -(-self.n_bits // _K_MULTIPLE) * _K_MULTIPLE
+        # fp16 holds every integer up to 2,048 exactly: wider codes need fp32 results.
+        self.dtype = torch.float16 if self.n_bits <= 2048 else torch.float32
+        if use_triton is None:
+            use_triton = triton_available() and self.device.type == "cuda"
+        self.use_triton = bool(use_triton)
+        self.codes = torch.empty((0, self.k_pad), dtype=self.dtype, device=self.device)
+        self.append(packed)
+
+    @property
+    def n(self):
+        return self.codes.shape[0]
+
+    def append(self, packed):
+        """Add packed codes at the end (indices continue)."""
+        parts = [self.codes]
+        # Unpack on the host in slices, so the int8 bits of a huge database never exist at once.
+        step = max(1, (1 << 26) // max(1, self.n_bits))
+        for start in range(0, packed.shape[0], step):
+            bits = unpack_bits(packed[start : start + step], self.n_bits)
+            pm1 = torch.zeros((bits.shape[0], self.k_pad), dtype=self.dtype, device=self.device)
+            pm1[:, : self.n_bits] = torch.from_numpy(bits).to(self.device, non_blocking=True).to(self.dtype) * 2 - 1
+            parts.append(pm1)
+        self.codes = torch.cat(parts) if len(parts) > 1 else self.codes
+
+    def _queries(self, packed):
+        bits = unpack_bits(packed, self.n_bits)
+        q = torch.zeros((bits.shape[0], self.k_pad), dtype=self.dtype, device=self.device)
+        q[:, : self.n_bits] = torch.from_numpy(bits).to(self.device).to(self.dtype) * 2 - 1
+        return q
+
+    def _dots(self, q, start, stop):
+        """Dot products of query rows with database rows ``start:stop`` (exact integers)."""
+        return q @ self.codes[start:stop].T
+
+    def _distances(self, q, start, stop):
+        return ((self.n_bits - self._dots(q, start, stop).to(torch.int32)) // 2)
+
+    # ------------------------------------------------------------------ k nearest
+
+    def kneighbors(self, packed_queries, k, exclude):
+        """Exact ``k`` nearest rows per query: (int32 distances, int64 indices) as numpy arrays."""
+        q_all = self._queries(packed_queries)
+        ex_all = torch.from_numpy(np.asarray(exclude, dtype=np.int64)).to(self.device)
+        has_excl = bool((ex_all >= 0).any())
+        n_q = q_all.shape[0]
+        cap_d_fn, buf = self._cap_plan(k)
+        # Query chunk: its candidate keys (8 bytes each) and, on the torch path, a distance chunk.
+        q_chunk = max(1, min(n_q, _SCRATCH_BYTES // (2 * 8 * buf)))
+        dist_out = torch.empty((n_q, k), dtype=torch.int32, device=self.device)
+        idx_out = torch.empty((n_q, k), dtype=torch.int64, device=self.device)
+        for s in range(0, n_q, q_chunk):
+            q = q_all[s : s + q_chunk]
+            ex = ex_all[s : s + q_chunk]
+            d, i = self._kneighbors_chunk(q, ex, has_excl, k, cap_d_fn, buf)
+            dist_out[s : s + q_chunk] = d
+            idx_out[s : s + q_chunk] = i
+        return dist_out.cpu().numpy(), idx_out.cpu().numpy()
+
+    def _cap_plan(self, k):
+        """How to cap each query's candidates, and the per-query buffer that must hold them."""
+        n = self.n
+        if n <= 4 * _SAMPLE or 8 * k > n:
+            # A small database (or a k near its size): every row is a candidate.
+            return None, n
+        expected = k * _SAMPLE / n
+        # Two standard deviations and one row of margin, as on the CPU: a rescan is rare.
+        target = expected + 2.0 * math.sqrt(expected) + 1.0
+        rank = min(_SAMPLE - 1, math.ceil(target) - 1)
+        # Distances are discrete: the count at the cap can be a few times the sampled estimate.
+        buf = min(n, max(4 * k, math.ceil(4 * target * n / _SAMPLE)) + 1024)
+        stride = n // _SAMPLE
+        rows = torch.arange(_SAMPLE, device=self.device) * stride
+
+        def cap_distances(q):
+            sample_d = ((self.n_bits - (q @ self.codes[rows].T).to(torch.int32)) // 2).to(torch.int16)
+            return torch.sort(sample_d, dim=1).values[:, rank].to(torch.int32)
+
+        return cap_distances, buf
+
+    def _kneighbors_chunk(self, q, ex, has_excl, k, cap_d_fn, buf):
+        n_q = q.shape[0]
+        if cap_d_fn is None:
+            cap_d = torch.full((n_q,), self.n_bits, dtype=torch.int32, device=self.device)
+        else:
+            cap_d = cap_d_fn(q)
+        keys = torch.full((n_q, buf), _INT64_MAX, dtype=torch.int64, device=self.device)
+        counts = torch.zeros(n_q, dtype=torch.int32, device=self.device)
+        if self.use_triton:
+            self._candidates_triton(q, ex, has_excl, cap_d, keys, counts)
+        else:
+            self._candidates_torch(q, ex, has_excl, cap_d, keys, counts)
+        # Only the filled columns need sorting (one sync; the buffer is sized for the worst case).
+        width = int(min(buf, max(k, int(counts.max()))))
+        best = torch.sort(keys[:, :width], dim=1).values[:, :k]
+        dist = (best // self.n).to(torch.int32)
+        idx = best % self.n
+        redo = torch.nonzero((counts < k) | (counts > buf)).flatten()
+        if redo.numel():
+            d, i = self._kneighbors_exact(q[redo], ex[redo], k)
+            dist[redo] = d
+            idx[redo] = i
+        return dist, idx
+
+    def _candidates_triton(self, q, ex, has_excl, cap_d, keys, counts):
+        n_q, buf = keys.shape
+        dot_thr = (self.n_bits - 2 * cap_d).to(torch.float32).contiguous()
+        q = q.to(torch.float16) if self.dtype != torch.float16 else q
+        db = self.codes if self.dtype == torch.float16 else self.codes.to(torch.float16)
+        bm, bn, bk = 128, 128, 64
+        num_m = triton.cdiv(n_q, bm)
+        # One launch covers at most 2**30 database rows, so every grid and offset stays in range.
+        step = 1 << 30
+        for start in range(0, self.n, step):
+            n_db = min(step, self.n - start)
+            grid = (num_m * triton.cdiv(n_db, bn),)
+            _candidates_kernel[grid](
+                q.contiguous(), db[start : start + n_db], dot_thr, ex.contiguous(), counts, keys,
+                n_q, n_db, start, self.n, self.n_bits, buf, num_m,
+                K=self.k_pad, BM=bm, BN=bn, BK=bk, HAS_EXCL=has_excl, num_warps=8,
+            )
+
+    def _db_chunk(self, n_q):
+        """Database rows per distance chunk, for ``n_q`` queries within the scratch budget."""
+        per_row = n_q * (torch.finfo(self.dtype).bits // 8 + 1 + 4)
+        return max(1024, _SCRATCH_BYTES // 2 // per_row)
+
+    def _candidates_torch(self, q, ex, has_excl, cap_d, keys, counts):
+        n_q, buf = keys.shape
+        dot_thr = (self.n_bits - 2 * cap_d).to(self.dtype)
+        step = self._db_chunk(n_q)
+        rows_all = torch.arange(n_q, device=self.device)
+        for start in range(0, self.n, step):
+            stop = min(self.n, start + step)
+            dots = self._dots(q, start, stop)
+            mask = dots >= dot_thr[:, None]
+            if has_excl:
+                local = ex - start
+                inside = (local >= 0) & (local < stop - start)
+                mask[rows_all[inside], local[inside]] = False
+            r, c = torch.nonzero(mask, as_tuple=True)  # row-major: rows ascending
+            if r.numel() == 0:
+                continue
+            dist = ((self.n_bits - dots[r, c].to(torch.int32)) // 2).to(torch.int64)
+            per_row = torch.bincount(r, minlength=n_q)
+            first = torch.cumsum(per_row, 0) - per_row
+            pos = counts[r].to(torch.int64) + torch.arange(r.numel(), device=self.device) - first[r]
+            ok = pos < buf
+            keys[r[ok], pos[ok]] = dist[ok] * self.n + (c[ok] + start)
+            counts += per_row.to(torch.int32)
+
+    def _kneighbors_exact(self, q, ex, k):
+        """The plain exact path: chunked distances and topk over ``distance * n + index`` keys."""
+        n_q = q.shape[0]
+        best = torch.full((n_q, 0), _INT64_MAX, dtype=torch.int64, device=self.device)
+        step = self._db_chunk(n_q)
+        rows = torch.arange(n_q, device=self.device)
+        for start in range(0, self.n, step):
+            stop = min(self.n, start + step)
+            d = self._distances(q, start, stop).to(torch.int64)
+            keys = d * self.n + torch.arange(start, stop, device=self.device)
+            local = ex - start
+            inside = (local >= 0) & (local < stop - start)
+            keys[rows[inside], local[inside]] = _INT64_MAX
+            keys = torch.cat([best, keys], dim=1)
+            best = torch.topk(keys, min(k, keys.shape[1]), dim=1, largest=False, sorted=True).values
+        return (best // self.n).to(torch.int32), best % self.n
+
+    # ------------------------------------------------------------------ radius
+
+    def radius(self, packed_queries, max_d, exclude, sort):
+        """Rows within ``max_d`` of each query: CSR offsets, int32 distances, int64 indices (numpy)."""
+        q_all = self._queries(packed_queries)
+        ex_all = torch.from_numpy(np.asarray(exclude, dtype=np.int64)).to(self.device)
+        n_q = q_all.shape[0]
+        dot_thr = self.n_bits - 2 * max_d
+        q_chunk = max(1, min(n_q, 4096))
+        counts, dists, idxs = [], [], []
+        for s in range(0, n_q, q_chunk):
+            q = q_all[s : s + q_chunk]
+            ex = ex_all[s : s + q_chunk]
+            nq = q.shape[0]
+            rows_all = torch.arange(nq, device=self.device)
+            r_parts, d_parts, i_parts = [], [], []
+            step = self._db_chunk(nq)
+            for start in range(0, self.n, step):
+                stop = min(self.n, start + step)
+                dots = self._dots(q, start, stop)
+                mask = dots >= dot_thr
+                local = ex - start
+                inside = (local >= 0) & (local < stop - start)
+                mask[rows_all[inside], local[inside]] = False
+                r, c = torch.nonzero(mask, as_tuple=True)
+                r_parts.append(r)
+                d_parts.append((self.n_bits - dots[r, c].to(torch.int32)) // 2)
+                i_parts.append(c + start)
+            r = torch.cat(r_parts)
+            d = torch.cat(d_parts).to(torch.int64)
+            i = torch.cat(i_parts)
+            key = (r * (max_d + 1) + (d if sort else 0)) * self.n + i
+            order = torch.sort(key).indices
+            counts.append(torch.bincount(r, minlength=nq))
+            dists.append(d[order].to(torch.int32))
+            idxs.append(i[order])
+        offsets = np.zeros(n_q + 1, dtype=np.int64)
+        np.cumsum(torch.cat(counts).cpu().numpy(), out=offsets[1:])
+        return offsets, torch.cat(dists).cpu().numpy(), torch.cat(idxs).cpu().numpy()
