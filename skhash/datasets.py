@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
-__all__ = ["load_revisitop", "read_gldv2_solution", "make_descriptors", "open_h5"]
+__all__ = ["load_revisitop", "read_gldv2_solution", "make_descriptors", "open_h5", "write_codes", "read_codes"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -572,6 +572,19 @@ def _h5_dataset_names(group):
     return names
 
 
+def split_spec(spec):
+    """Split ``"file.h5:key"`` into ``(path, key)``; ``key`` is None when the spec names no key.
+
+    A path may itself contain ``':'`` (``C:\\`` on Windows), so an existing file's name is never split.
+    """
+    spec = os.fspath(spec)
+    if not os.path.exists(spec) and ":" in spec:
+        head, tail = spec.rsplit(":", 1)
+        if head and tail and not tail.startswith(("/", "\\")):
+            return head, tail
+    return spec, None
+
+
 def open_h5(spec):
     """Open a feature matrix lazily from ``"file.h5:key"`` or a ``.npy`` path, read-only.
 
@@ -610,12 +623,7 @@ def open_h5(spec):
     ((4, 8), np.float32(16.0))
     """
     spec = os.fspath(spec)
-    path, key = spec, None
-    # A path may itself contain ':' (C:\ on Windows), so split only when the whole spec is not a file.
-    if not os.path.exists(spec) and ":" in spec:
-        head, tail = spec.rsplit(":", 1)
-        if head and tail and not tail.startswith(("/", "\\")):
-            path, key = head, tail
+    path, key = split_spec(spec)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"feature file not found: {path!r} (from spec {spec!r}).")
 
@@ -650,3 +658,180 @@ def open_h5(spec):
         what = "is a group, not a data set" if obj is not None else "not found"
         raise KeyError(f"key {key!r} {what} in {path!r}; its data sets are: {names}.")
     return obj
+
+
+# --------------------------------------------------------------------------------------------------
+# hash codes on disk
+# --------------------------------------------------------------------------------------------------
+
+CODES_CHUNK_ROWS = 65_536  # rows encoded at once; the features read are capped at 64 MiB besides
+
+
+def _output_group(path_or_group):
+    """``(group, file to close or None)`` for an h5py group or a path opened for appending."""
+    import h5py
+
+    if isinstance(path_or_group, h5py.Group):
+        return path_or_group, None
+    path = os.fspath(path_or_group)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"cannot write {path!r}: the folder {parent!r} does not exist.")
+    try:
+        f = h5py.File(path, "a")
+    except OSError as exc:
+        raise ValueError(f"cannot write codes into {path!r}: it exists and is not an HDF5 file ({exc}).") from exc
+    return f, f
+
+
+def write_codes(encoder, X, path_or_group, key="codes", *, packed=True, chunk_rows=CODES_CHUNK_ROWS,
+                overwrite=False, progress=False, attrs=None):
+    """Encode ``X`` chunk by chunk and write the codes into an HDF5 data set, never holding them all.
+
+    Each chunk of rows goes through ``encoder.transform`` and, with ``packed=True``, through
+    :func:`skhash.codes.pack_bits`, and lands in ``path_or_group[key]``. So a file of descriptors larger
+    than memory becomes a file of codes in one pass; memory is one chunk. The data set's attributes
+    record ``n_bits`` and ``packed``, which :func:`read_codes` and ``skhash search`` read back.
+
+    Parameters
+    ----------
+    encoder : fitted hash encoder
+        Anything with ``transform`` returning ``{0, 1}`` bits, e.g. a fitted
+        :class:`~skhash.OrthoHashEncoder` or a ``Pipeline`` ending in one.
+    X : array-like of shape (n_samples, n_features) or h5py.Dataset
+        Descriptors; an ``h5py.Dataset`` is read chunk by chunk.
+    path_or_group : str, path-like or h5py.Group
+        HDF5 file (created if missing, opened for appending otherwise) or an open group.
+    key : str, default="codes"
+        Name of the data set to create.
+    packed : bool, default=True
+        ``True`` writes ``uint8`` bytes, 8 bits per byte (``np.packbits`` layout); ``False`` one
+        ``uint8`` column per bit.
+    chunk_rows : int, default=65536
+        Rows encoded at once.
+    overwrite : bool, default=False
+        Replace an existing data set ``key`` instead of refusing.
+    progress : bool, default=False
+        Show a tqdm progress bar over the rows.
+    attrs : dict, default=None
+        More attributes to store on the data set (e.g. where the features came from).
+
+    Returns
+    -------
+    None
+        The codes are in ``path_or_group[key]``, of shape ``(n_samples, ceil(n_bits / 8))`` when packed,
+        ``(n_samples, n_bits)`` otherwise, dtype ``uint8``.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is empty or its width is not the encoder's, or ``key`` exists and ``overwrite`` is False.
+        Nothing is left behind when encoding fails part-way.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skhash import OrthoHashEncoder, make_descriptors
+    >>> from skhash.datasets import read_codes, write_codes
+    >>> X, y = make_descriptors(600, n_features=32, n_classes=4, noise=1.0, random_state=0)
+    >>> enc = OrthoHashEncoder(n_bits=12, device="cpu", max_epochs=2, random_state=0).fit(X, y)
+    >>> path = os.path.join(tempfile.mkdtemp(), "codes.h5")
+    >>> write_codes(enc, X, path, chunk_rows=256)
+    >>> packed, n_bits = read_codes(path + ":codes")
+    >>> packed.shape, packed.dtype, n_bits
+    ((600, 2), dtype('uint8'), 12)
+    """
+    from .codes import pack_bits
+    from .encoders._data import iter_row_chunks
+
+    if not hasattr(X, "shape") or len(X.shape) != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {getattr(X, 'shape', None)}.")
+    n = int(X.shape[0])
+    if n == 0:
+        raise ValueError("X has no rows; there is nothing to encode.")
+    expected = getattr(encoder, "n_features_in_", None)
+    if expected is not None and X.shape[1] != expected:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but the encoder was fitted on {expected}: encode descriptors of "
+            "the kind it was trained on."
+        )
+    chunk_rows = _check_positive_int(chunk_rows, "chunk_rows")
+    group, to_close = _output_group(path_or_group)
+    try:
+        if key in group:
+            if not overwrite:
+                raise ValueError(
+                    f"{group.file.filename}: data set {key!r} exists; pass overwrite=True to replace it."
+                )
+            del group[key]
+        from tqdm.auto import tqdm
+
+        out = None
+        try:
+            with tqdm(total=n, desc="encode", unit="rows", disable=not progress, unit_scale=True) as bar:
+                for start, chunk in iter_row_chunks(X, chunk_rows):
+                    bits = encoder.transform(np.asarray(chunk))
+                    codes = pack_bits(bits) if packed else np.ascontiguousarray(bits, dtype=np.uint8)
+                    if out is None:
+                        out = group.create_dataset(
+                            key, shape=(n, codes.shape[1]), dtype=np.uint8,
+                            chunks=(min(n, CODES_CHUNK_ROWS), codes.shape[1]),
+                        )
+                        out.attrs["n_bits"] = int(bits.shape[1])
+                        out.attrs["packed"] = bool(packed)
+                        out.attrs.update(attrs or {})
+                    out[start : start + len(codes)] = codes
+                    bar.update(len(codes))
+        except BaseException:
+            if out is not None:  # a half-written data set would pass for a whole one
+                del group[key]
+            raise
+    finally:
+        if to_close is not None:
+            to_close.close()
+
+
+def read_codes(spec):
+    """Read hash codes from ``"file.h5:key"`` or a ``.npy`` file as packed bytes and their bit count.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        A data set written by :func:`write_codes` (its ``n_bits`` and ``packed`` attributes say how to
+        read it), or any 2-D ``{0, 1}`` (or boolean) matrix with one column per bit, in HDF5 or ``.npy``.
+
+    Returns
+    -------
+    packed : ndarray of shape (n_samples, ceil(n_bits / 8)), dtype uint8
+        Codes in :func:`skhash.codes.pack_bits` layout, ready for ``HammingNeighbors(packed=True)``.
+    n_bits : int
+
+    Raises
+    ------
+    FileNotFoundError, KeyError
+        As :func:`open_h5`.
+    ValueError
+        If the data set is not 2-D or does not hold codes.
+    """
+    from .codes import n_bytes, pack_bits
+
+    arr = open_h5(spec)
+    attrs = getattr(arr, "attrs", {})
+    if len(arr.shape) != 2:
+        raise ValueError(f"{os.fspath(spec)!r}: codes must be 2-D (n_samples, width), got shape {arr.shape}.")
+    if bool(attrs.get("packed", False)):
+        n_bits = int(attrs["n_bits"])
+        if arr.dtype != np.uint8 or arr.shape[1] != n_bytes(n_bits):
+            raise ValueError(
+                f"{os.fspath(spec)!r}: packed {n_bits}-bit codes must be uint8 of width {n_bytes(n_bits)}, "
+                f"got {arr.dtype} of width {arr.shape[1]}."
+            )
+        return np.ascontiguousarray(arr[...]), n_bits
+    bits = np.asarray(arr[...])
+    if bits.dtype != bool and not (np.issubdtype(bits.dtype, np.integer) and (bits.size == 0 or
+                                                                            (bits.min() >= 0 and bits.max() <= 1))):
+        raise ValueError(
+            f"{os.fspath(spec)!r} holds {bits.dtype} values that are not bits; codes are {{0, 1}} columns, "
+            "or packed bytes written by skhash encode / skhash.datasets.write_codes."
+        )
+    return pack_bits(bits), int(bits.shape[1])

@@ -43,8 +43,39 @@ DEVICE_HEADROOM = 2 * 1024**3
 
 def is_streamed(X):
     """True for array-likes that we read in chunks rather than load (h5py datasets, dask arrays)."""
+    if isinstance(X, StreamedRows):
+        return True
     mod = type(X).__module__
     return mod.startswith("h5py") or mod.startswith("dask")
+
+
+class StreamedRows:
+    """Mark an array-like to be read in row chunks, as an h5py data set is, never loaded whole.
+
+    Plain numpy arrays (memory-mapped ``.npy`` files included) take the in-memory path, because joblib
+    hands memory-mapped copies of ordinary arrays to parallel workers and a fit must not change with
+    ``n_jobs``. Wrapping a memory-mapped file marks it as out of core. ``on_read(n_rows)``, if given, is
+    called after every read, e.g. to advance a progress bar.
+    """
+
+    def __init__(self, array, on_read=None):
+        self.array = array
+        self.shape = tuple(array.shape)
+        self.dtype = array.dtype
+        self.chunks = getattr(array, "chunks", None)
+        self.on_read = on_read
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        block = self.array[key]
+        if hasattr(block, "compute"):
+            block = block.compute()
+        block = np.asarray(block)
+        if self.on_read is not None:
+            self.on_read(len(block) if block.ndim else 1)
+        return block
 
 
 def check_stream_dtype(X):
@@ -157,8 +188,9 @@ class BatchStream:
         row_bytes = 4 * self.n_features
         if window_rows is None:
             window_rows = max(1, STREAM_WINDOW_BYTES // row_bytes)
+        window_rows = max(int(window_rows), self.batch_size)
         if block_rows is None:
-            block_rows = max(1, STREAM_BLOCK_BYTES // row_bytes)
+            block_rows = min(window_rows, max(1, STREAM_BLOCK_BYTES // row_bytes))
             chunks = getattr(X, "chunks", None)
             chunk_rows = chunks[0] if isinstance(chunks, tuple) and chunks and isinstance(chunks[0], int) else 0
             if 0 < chunk_rows <= window_rows // 8:
@@ -166,7 +198,7 @@ class BatchStream:
                 # window to mix 8 of them are cut instead: memory stays bounded, reads get slower.
                 block_rows = max(1, round(block_rows / chunk_rows)) * chunk_rows
         self.block_rows = int(min(block_rows, self.n))
-        self.blocks_per_window = max(1, -(-max(int(window_rows), self.batch_size) // self.block_rows))
+        self.blocks_per_window = max(1, -(-window_rows // self.block_rows))
         self.window_rows = min(self.n, self.blocks_per_window * self.block_rows)
         self._rng = np.random.default_rng(seed)
         self._buffers = None
