@@ -1,0 +1,825 @@
+"""Run skhash on Dask: encode descriptors block by block and search codes sharded over workers.
+
+Install with ``pip install skhash[dask]``. Nothing here is home-made distribution: encoding is a
+``map_blocks`` over a :mod:`dask.array`, sharded search is futures on a :class:`distributed.Client`.
+A :class:`~distributed.LocalCluster` is the embedded default (:func:`get_client` with
+``local_cluster=N``); the same code runs on a real cluster given its scheduler's address.
+
+- :func:`decision_function_dask` / :func:`transform_dask`: a fitted encoder applied lazily to a dask
+  array; the result can be computed, written with :func:`save_codes`, or stored with dask's own
+  ``to_zarr`` / ``to_hdf5``.
+- :func:`from_features`: a dask array over an HDF5 data set or ``.npy`` file that workers read by path.
+- :class:`DaskHammingNeighbors`: exact k-NN with the database split into shards, each held by a worker
+  as a fitted :class:`skhash.neighbors.HammingNeighbors`; query blocks go to every shard and the
+  per-shard top-k are merged by ``(distance, global index)``, so results equal the single-machine
+  searcher's, ties included.
+
+Fitting needs nothing from this module: an encoder's ``fit`` already streams a dask array in row blocks.
+"""
+
+import logging
+import numbers
+import os
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from .codes import n_bytes, pack_bits
+
+__all__ = [
+    "get_client",
+    "is_dask_array",
+    "decision_function_dask",
+    "transform_dask",
+    "from_features",
+    "save_codes",
+    "encode_features",
+    "DaskHammingNeighbors",
+]
+
+# Rows per block of a feature file read by workers, unless the caller says otherwise: 16,384 rows of
+# 2048 float32 are 128 MiB, large enough that per-task overhead (~1 ms) is noise, small enough that a
+# few blocks per worker fit in memory at once.
+FEATURE_BLOCK_ROWS = 16_384
+# Query rows sent to every shard at once. Per block each shard pays a task round trip (a few ms), so
+# blocks must be large enough to hide it, and small enough that the merge stays in cache.
+QUERY_BLOCK_ROWS = 4_096
+# Query blocks submitted ahead of the one being merged, so workers never wait for the client.
+BLOCKS_IN_FLIGHT = 2
+# Distance of an empty slot in a shard's answer: after any real Hamming distance.
+SENTINEL = np.iinfo(np.int64).max
+
+
+def _import_distributed():
+    try:
+        import dask.array  # noqa: F401
+        import distributed
+    except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
+        raise ImportError(
+            "skhash.dask needs Dask: pip install 'skhash[dask]' (dask[array,distributed], dask-ml)."
+        ) from exc
+    return distributed
+
+
+def is_dask_array(X):
+    """True if ``X`` is a :class:`dask.array.Array` (checked without importing dask)."""
+    return type(X).__module__.startswith("dask.array") and hasattr(X, "map_blocks")
+
+
+def get_client(scheduler=None, local_cluster=None, *, threads_per_worker=None, timeout=30, quiet=True):
+    """Connect to a Dask scheduler, or start a local cluster of worker processes.
+
+    Parameters
+    ----------
+    scheduler : str, default=None
+        Address of a running scheduler, e.g. ``"tcp://10.0.0.5:8786"``.
+    local_cluster : int, default=None
+        Start a :class:`~distributed.LocalCluster` of this many worker processes instead. Closing the
+        client (or leaving its ``with`` block) stops the cluster.
+    threads_per_worker : int, default=None
+        Threads of each local worker; ``None`` shares the machine's cores evenly among the workers.
+    timeout : float, default=30
+        Seconds to wait for the scheduler to answer.
+    quiet : bool, default=True
+        Keep the local cluster's logging at warnings and above.
+
+    Returns
+    -------
+    client : distributed.Client
+        With neither argument, the client already current in this process (for example one the user
+        made), or a ``ValueError`` if there is none.
+
+    Examples
+    --------
+    >>> from skhash.dask import get_client
+    >>> with get_client(local_cluster=2) as client:  # doctest: +SKIP
+    ...     print(len(client.scheduler_info()["workers"]))
+    2
+    """
+    distributed = _import_distributed()
+    if scheduler is not None and local_cluster is not None:
+        raise ValueError("Pass either scheduler (an address) or local_cluster (a worker count), not both.")
+    if scheduler is not None:
+        if not isinstance(scheduler, str) or not scheduler:
+            raise ValueError(f"scheduler must be an address such as 'tcp://host:8786', got {scheduler!r}.")
+        try:
+            return distributed.Client(scheduler, timeout=timeout)
+        except OSError as exc:
+            raise ConnectionError(f"Cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
+    if local_cluster is not None:
+        n = _check_positive_int(local_cluster, "local_cluster (a number of workers)")
+        if threads_per_worker is None:
+            threads_per_worker = max(1, (os.cpu_count() or 1) // n)
+        return distributed.Client(
+            n_workers=n,
+            threads_per_worker=int(threads_per_worker),
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.WARNING if quiet else logging.INFO,
+        )
+    try:
+        return distributed.default_client()
+    except ValueError:
+        raise ValueError(
+            "No Dask client is running: pass scheduler='tcp://host:port' or local_cluster=N, or create a "
+            "distributed.Client first."
+        ) from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# encoding
+# ----------------------------------------------------------------------------------------------------
+
+
+def _check_features(encoder, X):
+    check_is_fitted(encoder, "coef_")
+    if not is_dask_array(X):
+        raise TypeError(
+            f"X must be a dask.array.Array, got {type(X).__name__}; call encoder.transform on numpy data."
+        )
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}.")
+    if X.shape[1] != encoder.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(encoder).__name__} is expecting "
+            f"{encoder.n_features_in_} features as input."
+        )
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise TypeError(f"X must be numeric, got dtype {X.dtype}.")
+    if X.numblocks[1] > 1:
+        # A code needs every feature of its row: blocks must span all columns.
+        X = X.rechunk({1: -1})
+    return X
+
+
+def _decision_block(block, encoder):
+    # The encoder's own numpy path, so a block's codes are the bytes transform() gives for those rows.
+    return encoder.decision_function(block)
+
+
+def _bits_block(block, encoder, packed):
+    bits = (encoder.decision_function(block) > 0).astype(np.uint8)
+    return pack_bits(bits) if packed else bits
+
+
+def decision_function_dask(encoder, X):
+    """Lazy continuous codes ``X @ coef_ + intercept_`` of a fitted encoder over a dask array.
+
+    Parameters
+    ----------
+    encoder : fitted skhash encoder
+    X : dask.array.Array of shape (n_samples, n_features)
+
+    Returns
+    -------
+    codes : dask.array.Array of shape (n_samples, n_bits), dtype float32
+        Row blocks as ``X``'s; nothing is computed until asked.
+    """
+    import dask
+
+    X = _check_features(encoder, X)
+    n_bits = encoder.coef_.shape[1]
+    # One graph key for the encoder rather than a copy of its weights inside every task.
+    enc = dask.delayed(encoder, pure=True)
+    meta = np.empty((0, 0), np.float32)
+    return X.map_blocks(_decision_block, enc, dtype=np.float32, chunks=(X.chunks[0], (n_bits,)), meta=meta)
+
+
+def transform_dask(encoder, X, *, packed=False):
+    """Lazy binary codes of a fitted encoder over a dask array, block by block.
+
+    Each block is encoded by the encoder's own numpy ``transform`` path, so the codes are bit for bit
+    those of ``encoder.transform(X.compute())``.
+
+    Parameters
+    ----------
+    encoder : fitted skhash encoder
+    X : dask.array.Array of shape (n_samples, n_features)
+    packed : bool, default=False
+        Return codes packed 8 bits per byte (:func:`skhash.codes.pack_bits`) instead of one byte per bit.
+
+    Returns
+    -------
+    codes : dask.array.Array of dtype uint8
+        Shape ``(n_samples, n_bits)``, or ``(n_samples, ceil(n_bits / 8))`` when ``packed``.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> from sklearn.datasets import load_digits
+    >>> from skhash import OrthoHashEncoder
+    >>> from skhash.dask import transform_dask
+    >>> X, y = load_digits(return_X_y=True)
+    >>> enc = OrthoHashEncoder(n_bits=16, max_epochs=2, device="cpu", random_state=0).fit(X, y)
+    >>> codes = transform_dask(enc, da.from_array(X, chunks=500), packed=True)
+    >>> codes.shape, codes.dtype, codes.numblocks
+    ((1797, 2), dtype('uint8'), (4, 1))
+    >>> from skhash.codes import pack_bits
+    >>> bool((codes.compute() == pack_bits(enc.transform(X))).all())
+    True
+    """
+    import dask
+
+    X = _check_features(encoder, X)
+    n_bits = encoder.coef_.shape[1]
+    width = n_bytes(n_bits) if packed else n_bits
+    enc = dask.delayed(encoder, pure=True)
+    meta = np.empty((0, 0), np.uint8)
+    return X.map_blocks(
+        _bits_block, enc, bool(packed), dtype=np.uint8, chunks=(X.chunks[0], (width,)), meta=meta
+    )
+
+
+class _FeatureRows:
+    """Rows of a feature file opened by path wherever it is read, so a graph holding it pickles.
+
+    An ``h5py.Dataset`` cannot be sent to a worker process; its path can. Each process opens the file
+    once, on first read.
+    """
+
+    def __init__(self, spec, shape, dtype):
+        self.spec = os.fspath(spec)
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self._array = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_array": None}
+
+    def __getitem__(self, key):
+        if self._array is None:
+            from .datasets import open_h5
+
+            self._array = open_h5(self.spec)
+        return np.asarray(self._array[key])
+
+
+def from_features(spec, *, block_rows=None):
+    """A dask array over a feature (or code) file that each worker reads by path.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        ``"file.h5:key"``, ``"file.h5"`` (a file with one data set) or ``"file.npy"``, as
+        :func:`skhash.datasets.open_h5` takes them. On a cluster, the path must be readable from every
+        worker (a shared file system).
+    block_rows : int, default=None
+        Rows per block; ``None`` means about :data:`FEATURE_BLOCK_ROWS`, rounded to whole HDF5 chunks.
+
+    Returns
+    -------
+    X : dask.array.Array of shape (n_samples, n_features)
+    """
+    import dask.array as da
+
+    from .datasets import open_h5
+
+    arr = open_h5(spec)
+    if len(arr.shape) != 2:
+        raise ValueError(f"{os.fspath(spec)!r} holds an array of shape {arr.shape}; expected 2-D rows.")
+    if block_rows is None:
+        block_rows = FEATURE_BLOCK_ROWS
+        file_chunks = getattr(arr, "chunks", None)
+        if isinstance(file_chunks, tuple) and file_chunks and file_chunks[0]:
+            block_rows = max(file_chunks[0], block_rows // file_chunks[0] * file_chunks[0])
+    if isinstance(block_rows, bool) or not isinstance(block_rows, numbers.Integral) or block_rows < 1:
+        raise ValueError(f"block_rows must be a positive integer, got {block_rows!r}.")
+    rows = _FeatureRows(spec, arr.shape, arr.dtype)
+    return da.from_array(rows, chunks=(int(block_rows), arr.shape[1]), asarray=False, fancy=False)
+
+
+def _split_spec(spec):
+    spec = os.fspath(spec)
+    if spec.endswith(".npy"):
+        return spec, None
+    path, sep, key = spec.rpartition(":")
+    if not sep or not path or key.startswith(("/", "\\")) or not key:
+        return spec, "codes"
+    return path, key
+
+
+def save_codes(codes, spec, *, client=None):
+    """Compute a dask array block by block and write it to an HDF5 data set or a ``.npy`` file.
+
+    Blocks are computed on the workers and written by this process as they arrive, a few at a time, so
+    memory stays at a few blocks whatever the array's size. (HDF5 files cannot be written from several
+    processes at once; for Zarr, which can, use ``codes.to_zarr(path)`` directly.)
+
+    Parameters
+    ----------
+    codes : dask.array.Array of shape (n_samples, width)
+    spec : str or path-like
+        ``"out.h5:key"`` (``"out.h5"`` alone means key ``"codes"``; the file is created or appended to,
+        an existing key is an error) or ``"out.npy"``.
+    client : distributed.Client, default=None
+        Where blocks are computed; ``None`` uses the current client if there is one, else dask's local
+        scheduler.
+
+    Returns
+    -------
+    shape : tuple
+        Shape of the data written.
+    """
+    import dask
+
+    if not is_dask_array(codes):
+        raise TypeError(f"codes must be a dask array, got {type(codes).__name__}.")
+    if codes.ndim != 2 or any(np.isnan(c) for c in codes.shape):
+        raise ValueError(f"codes must be 2-D with known shape, got {codes.shape}.")
+    if codes.numblocks[1] > 1:
+        codes = codes.rechunk({1: -1})
+    path, key = _split_spec(spec)
+    if client is None:
+        try:
+            client = _import_distributed().default_client()
+        except ValueError:
+            client = None
+
+    blocks = codes.to_delayed().ravel()
+    starts = np.concatenate([[0], np.cumsum(codes.chunks[0])])
+    h5file = None
+    try:
+        if key is None:
+            out = np.lib.format.open_memmap(path, mode="w+", dtype=codes.dtype, shape=codes.shape)
+        else:
+            import h5py
+
+            h5file = h5py.File(path, "a")
+            if key in h5file:
+                raise ValueError(f"{path!r} already holds {key!r}; pick another key or file.")
+            out = h5file.create_dataset(key, shape=codes.shape, dtype=codes.dtype)
+        n_workers = len(client.scheduler_info()["workers"]) if client is not None else os.cpu_count() or 1
+        window = 2 * max(1, n_workers)
+        for lo in range(0, len(blocks), window):
+            group = list(range(lo, min(len(blocks), lo + window)))
+            if client is not None:
+                results = client.gather(client.compute([blocks[i] for i in group]))
+            else:
+                results = dask.compute(*[blocks[i] for i in group])
+            for i, block in zip(group, results):
+                out[starts[i] : starts[i + 1]] = block
+        if key is None:
+            out.flush()
+    finally:
+        if h5file is not None:
+            h5file.close()
+    return tuple(int(s) for s in codes.shape)
+
+
+def encode_features(encoder, features, output, *, packed=True, client=None, block_rows=None):
+    """Encode a feature file with a fitted encoder on Dask and write the codes to a file.
+
+    The one-call form of ``save_codes(transform_dask(encoder, from_features(features)), output)``: the
+    ``skhash encode`` command's Dask path.
+
+    Parameters
+    ----------
+    encoder : fitted skhash encoder
+    features : str or path-like
+        Input spec for :func:`from_features` (``"feats.h5:key"`` or ``"feats.npy"``).
+    output : str or path-like
+        Output spec for :func:`save_codes` (``"codes.h5:key"`` or ``"codes.npy"``).
+    packed : bool, default=True
+        Write packed codes (8 bits per byte) rather than one byte per bit.
+    client : distributed.Client, default=None
+    block_rows : int, default=None
+        Rows per task; see :func:`from_features`.
+
+    Returns
+    -------
+    shape : tuple
+        Shape of the codes written.
+    """
+    X = from_features(features, block_rows=block_rows)
+    return save_codes(transform_dask(encoder, X, packed=packed), output, client=client)
+
+
+# ----------------------------------------------------------------------------------------------------
+# sharded exact search
+# ----------------------------------------------------------------------------------------------------
+
+
+class _Shard:
+    """Database rows ``offset .. offset + n_samples``: their packed codes and a searcher over them."""
+
+    def __init__(self, codes, searcher, offset):
+        self.codes = codes
+        self.searcher = searcher
+        self.offset = offset
+        self.n_samples = len(codes)
+
+
+def _build_shard(packed_codes, offset, n_jobs, device):
+    from distributed import get_worker
+
+    from .neighbors import HammingNeighbors
+
+    packed_codes = np.ascontiguousarray(packed_codes, dtype=np.uint8)
+    if n_jobs is None:
+        # The worker's threads are its share of the host: more would oversubscribe the cores.
+        try:
+            n_jobs = get_worker().state.nthreads
+        except ValueError:  # not on a worker (a synchronous scheduler): the searcher's own default
+            n_jobs = None
+    # packed=True stores this very array, so the shard holds one copy of its codes.
+    searcher = HammingNeighbors(packed=True, device=device, n_jobs=n_jobs).fit(packed_codes)
+    return _Shard(packed_codes, searcher, int(offset))
+
+
+def _shard_rows(shard, lo, hi):
+    return shard.codes[lo - shard.offset : hi - shard.offset]
+
+
+def _concatenate(*parts):
+    return np.concatenate(parts)
+
+
+def _search_shard(shard, queries, k, self_rows):
+    """Top-``min(k, n)`` of one shard by ``(distance, index)``, indices made global.
+
+    Returns ``(distances as int64, global indices, the searcher's distance dtype)``.
+
+    ``self_rows`` (global row of each query, or None) asks that a query never find its own row, as
+    ``kneighbors(X=None)`` does: the shard returns its top ``k + 1`` and drops the query's own row if
+    it is among them, else the last. Both leave the top-k of the other rows. A query whose own row is
+    in a shard of at most ``k`` rows has one fewer neighbour there; that slot is filled with
+    ``(SENTINEL, -1)``, which sorts after every real neighbour in the merge.
+    """
+    n = shard.n_samples
+    width = min(k, n)
+    if self_rows is None:
+        dist, idx = shard.searcher.kneighbors(queries, n_neighbors=width)
+        return dist.astype(np.int64), idx + shard.offset, dist.dtype
+    kk = min(k + 1, n)
+    dist, idx = shard.searcher.kneighbors(queries, n_neighbors=kk)
+    dtype = dist.dtype
+    local_self = np.asarray(self_rows, dtype=np.int64) - shard.offset
+    inside = (local_self >= 0) & (local_self < n)
+    own = (idx == local_self[:, None]) & inside[:, None]
+    keep = ~own
+    keep[inside & ~own.any(axis=1), kk - 1] = False
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :width]
+    dist = np.take_along_axis(dist.astype(np.int64), order, axis=1)
+    idx = np.take_along_axis(idx, order, axis=1) + shard.offset
+    valid = np.take_along_axis(keep, order, axis=1)
+    dist[~valid] = SENTINEL
+    idx[~valid] = -1
+    return dist, idx, dtype
+
+
+def merge_topk(parts, k):
+    """Merge per-shard top-k lists into the global top-k, ordered by ``(distance, global index)``.
+
+    Parameters
+    ----------
+    parts : list of (distances, indices)
+        One pair of ``(n_queries, k_s)`` arrays per shard, each row sorted by ``(distance, index)``
+        and holding global indices.
+    k : int
+
+    Returns
+    -------
+    distances, indices : ndarray of shape (n_queries, k), dtype int64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhash.dask import merge_topk
+    >>> a = (np.array([[0, 2]]), np.array([[7, 5]]))
+    >>> b = (np.array([[2, 3]]), np.array([[1, 2]]))
+    >>> merge_topk([a, b], 3)
+    (array([[0, 2, 2]]), array([[7, 1, 5]]))
+    """
+    dist = np.concatenate([np.asarray(d, dtype=np.int64) for d, _ in parts], axis=1)
+    idx = np.concatenate([np.asarray(i, dtype=np.int64) for _, i in parts], axis=1)
+    if dist.shape[1] < k:
+        raise RuntimeError(f"The shards returned {dist.shape[1]} candidates per query, fewer than k={k}.")
+    # lexsort is stable and sorts by its last key first: distance, then global index.
+    order = np.lexsort((idx, dist), axis=1)[:, :k]
+    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(idx, order, axis=1)
+
+
+def _shard_sizes(n, n_shards, n_workers):
+    if n_shards is None:
+        n_shards = n_workers
+    if isinstance(n_shards, numbers.Integral) and not isinstance(n_shards, bool):
+        if n_shards < 1:
+            raise ValueError(f"n_shards must be at least 1, got {n_shards}.")
+        return [len(part) for part in np.array_split(np.arange(n), min(int(n_shards), n))]
+    try:
+        sizes = [int(s) for s in n_shards]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"n_shards must be None, an int or a sequence of shard sizes, got {n_shards!r}."
+        ) from None
+    if any(s < 1 for s in sizes) or sum(sizes) != n:
+        raise ValueError(f"Shard sizes {sizes} must be positive and sum to the {n} codes given.")
+    return sizes
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+class DaskHammingNeighbors(BaseEstimator):
+    """Exact Hamming k-NN over a database split into shards held by Dask workers.
+
+    ``fit`` cuts the database into row shards and builds one :class:`skhash.neighbors.HammingNeighbors`
+    per shard on a worker, where it stays. ``kneighbors`` sends each block of queries to every shard,
+    each shard returns its top-k by ``(distance, index)`` with its row offset added, and the client
+    merges the lists by ``(distance, global index)``. Every shard's top-k is a prefix of the global
+    order restricted to that shard, so the merge is exact: results equal
+    ``HammingNeighbors(...).fit(X).kneighbors(...)``, ties included.
+
+    A shard whose worker dies is rebuilt elsewhere from its lineage (the codes kept in its task, or the
+    file a dask array reads them from) and the search re-runs; a task that keeps killing workers ends
+    in Dask's ``KilledWorker`` error. Every shard's answer is checked for shape: a result is never
+    returned short.
+
+    Parameters
+    ----------
+    n_neighbors : int, default=5
+        Neighbours returned by :meth:`kneighbors` unless it is given another count.
+    n_shards : int, sequence of int or None, default=None
+        How :meth:`fit` (and each :meth:`partial_fit`) cuts its codes: ``None``, one shard per worker;
+        an int, that many shards of near-equal size; a sequence, the size of each shard in row order.
+    packed : bool, default=False
+        Codes (database and queries) are packed bytes as :func:`skhash.codes.pack_bits` makes them,
+        rather than one ``{0, 1}`` value per bit. Bits are packed before they leave this process, so
+        the network and the workers only carry packed bytes.
+    client : distributed.Client, default=None
+        ``None`` uses the current client (see :func:`get_client`).
+    query_block_size : int, default=4096
+        Queries sent to the shards at once.
+    n_jobs : int, default=None
+        Threads of each shard's search; ``None`` uses the threads of the worker that holds it.
+    device : str, default="cpu"
+        Device of each shard's searcher, as for :class:`~skhash.neighbors.HammingNeighbors`.
+
+    Attributes
+    ----------
+    n_samples_fit_ : int
+        Codes in the database.
+    n_bits_ : int
+        Bits per code (``8 * n_bytes`` for packed codes, as ``HammingNeighbors`` counts them).
+    shard_offsets_ : ndarray of shape (n_shards + 1,)
+        Shard ``s`` holds database rows ``shard_offsets_[s]:shard_offsets_[s + 1]``.
+    shards_ : list of distributed.Future
+        The shards, held on the workers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhash.dask import DaskHammingNeighbors, get_client
+    >>> rng = np.random.default_rng(0)
+    >>> db = rng.integers(0, 2, size=(1000, 64), dtype=np.uint8)
+    >>> with get_client(local_cluster=2) as client:  # doctest: +SKIP
+    ...     nn = DaskHammingNeighbors(n_neighbors=10, client=client).fit(db)
+    ...     dist, idx = nn.kneighbors(db[:5])
+    """
+
+    def __init__(
+        self,
+        n_neighbors=5,
+        *,
+        n_shards=None,
+        packed=False,
+        client=None,
+        query_block_size=QUERY_BLOCK_ROWS,
+        n_jobs=None,
+        device="cpu",
+    ):
+        self.n_neighbors = n_neighbors
+        self.n_shards = n_shards
+        self.packed = packed
+        self.client = client
+        self.query_block_size = query_block_size
+        self.n_jobs = n_jobs
+        self.device = device
+
+    # ------------------------------------------------------------------ codes
+    def _width(self, X, name):
+        """Check a code array's width against the database's (set on the first fit)."""
+        if X.ndim != 2 or X.shape[1] == 0:
+            unit = "n_bytes" if self.packed else "n_bits"
+            raise ValueError(f"{name} must be a 2-D array of codes (n, {unit}), got shape {X.shape}.")
+        if self.packed and X.dtype != np.uint8:
+            raise TypeError(
+                f"packed=True expects uint8 bytes as np.packbits makes them, got dtype {X.dtype}."
+            )
+        width = int(X.shape[1])
+        expected = getattr(self, "n_features_in_", None)
+        if expected is not None and width != expected:
+            unit = "bytes" if self.packed else "bits"
+            raise ValueError(f"{name} has {width} {unit} per code, but the database codes have {expected}.")
+        return width
+
+    def _packed(self, X, name):
+        """Packed bytes of the codes ``X``: a numpy array, or a dask array packed on the workers."""
+        if is_dask_array(X):
+            self._width(X, name)
+            if X.numblocks[1] > 1:
+                X = X.rechunk({1: -1})
+            if self.packed:
+                return X
+            chunks = (X.chunks[0], (n_bytes(X.shape[1]),))
+            return X.map_blocks(_pack_block, dtype=np.uint8, chunks=chunks, meta=np.empty((0, 0), np.uint8))
+        X = np.asarray(X)
+        self._width(X, name)
+        return np.ascontiguousarray(X) if self.packed else _pack_block(X)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Shard the database codes and build each shard's searcher on a worker.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_bits) or (n_samples, n_bytes)
+            Database codes (bits, or packed bytes when ``packed=True``). A dask array is read and
+            packed on the workers; its codes never pass through this process.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+        """
+        _check_positive_int(self.n_neighbors, "n_neighbors")
+        _check_positive_int(self.query_block_size, "query_block_size")
+        for attr in ("shards_", "shard_offsets_", "n_samples_fit_", "n_features_in_", "n_bits_"):
+            self.__dict__.pop(attr, None)
+        self.client_ = self.client if self.client is not None else get_client()
+        self.shards_ = []
+        self.shard_offsets_ = np.zeros(1, dtype=np.int64)
+        self.n_samples_fit_ = 0
+        return self._add_shards(X)
+
+    def partial_fit(self, X, y=None):
+        """Add codes to the database as new shards; their indices continue from the current ones.
+
+        Each call adds ``n_shards`` shards (one per worker by default), and every query visits every
+        shard, so many small calls make searches slower: refit to rebalance.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array
+            Codes in the format and width of the fitted ones.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+        """
+        if not hasattr(self, "shards_"):
+            return self.fit(X)
+        return self._add_shards(X)
+
+    def _add_shards(self, X):
+        import dask
+
+        client = self.client_
+        workers = sorted(client.scheduler_info()["workers"])
+        if not workers:
+            raise RuntimeError("The Dask cluster has no workers to hold the shards.")
+        if is_dask_array(X) and np.isnan(X.shape[0]):
+            raise ValueError("X has an unknown number of rows; call X.compute_chunk_sizes() first.")
+        data = self._packed(X, "X")
+        n = int(data.shape[0])
+        if n < 1:
+            raise ValueError("X has 0 codes: cannot search an empty database. Fit on at least one code.")
+        width = int(X.shape[1])
+        offset = self.n_samples_fit_
+        new, bounds = [], [offset]
+        lo = 0
+        for s, size in enumerate(_shard_sizes(n, self.n_shards, len(workers))):
+            # A numpy shard travels inside its task, so the scheduler can rebuild it if its worker
+            # dies; a dask shard is rebuilt from its own graph (the file it was read from).
+            build = dask.delayed(_build_shard, pure=False)
+            task = build(data[lo : lo + size], offset + lo, self.n_jobs, self.device)
+            worker = workers[(len(self.shards_) + s) % len(workers)]
+            new.append(client.compute(task, workers=[worker], allow_other_workers=True))
+            lo += size
+            bounds.append(offset + lo)
+        # Errors in the codes surface here, not at the first query.
+        client.gather(new)
+        self.shards_ = self.shards_ + new
+        self.shard_offsets_ = np.concatenate([self.shard_offsets_, bounds[1:]]).astype(np.int64)
+        self.n_samples_fit_ = offset + n
+        self.n_features_in_ = width
+        self.n_bits_ = 8 * width if self.packed else width
+        return self
+
+    # ------------------------------------------------------------------ search
+    def _database_rows(self, lo, hi):
+        """A future of packed database rows ``lo:hi``, cut from the shards where they live."""
+        client = self.client_
+        parts = []
+        for s, shard in enumerate(self.shards_):
+            a = max(lo, int(self.shard_offsets_[s]))
+            b = min(hi, int(self.shard_offsets_[s + 1]))
+            if a < b:
+                parts.append(client.submit(_shard_rows, shard, a, b, pure=False))
+        return parts[0] if len(parts) == 1 else client.submit(_concatenate, *parts, pure=False)
+
+    def _query_blocks(self, X, n_queries):
+        """Yield ``(lo, hi, packed queries)`` blocks: numpy arrays, or futures on the cluster."""
+        step = int(self.query_block_size)
+        for lo in range(0, n_queries, step):
+            hi = min(n_queries, lo + step)
+            if X is None:
+                yield lo, hi, self._database_rows(lo, hi)
+            elif is_dask_array(X):
+                yield lo, hi, self.client_.compute(self._packed(X[lo:hi], "X"))
+            else:
+                yield lo, hi, self._packed(X[lo:hi], "X")
+
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """The ``n_neighbors`` nearest database codes of each query, by Hamming distance.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_queries, n_bits), default=None
+            Query codes (packed when ``packed=True``). ``None`` queries every database code, none of
+            which is returned as its own neighbour.
+        n_neighbors : int, default=None
+            ``None`` means the ``n_neighbors`` given at construction.
+        return_distance : bool, default=True
+
+        Returns
+        -------
+        distances : ndarray of shape (n_queries, n_neighbors), dtype int32
+            Hamming distances, ascending (the dtype :class:`~skhash.neighbors.HammingNeighbors` gives).
+        indices : ndarray of shape (n_queries, n_neighbors), dtype int64
+            Database rows, ordered by ``(distance, index)``.
+        """
+        check_is_fitted(self, "shards_")
+        k = _check_positive_int(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors")
+        n_db = self.n_samples_fit_
+        if X is None:
+            if k >= n_db:
+                raise ValueError(
+                    f"Expected n_neighbors < n_samples_fit, but n_neighbors = {k}, n_samples_fit = {n_db}: "
+                    "with X=None each code is left out of its own result."
+                )
+            n_queries = n_db
+        else:
+            if k > n_db:
+                raise ValueError(
+                    f"Expected n_neighbors <= n_samples_fit, but n_neighbors = {k}, n_samples_fit = {n_db}."
+                )
+            if not is_dask_array(X):
+                X = np.asarray(X)
+            self._width(X, "X")
+            n_queries = int(X.shape[0])
+        client = self.client_
+        out_d = np.empty((n_queries, k), dtype=np.int64)
+        out_i = np.empty((n_queries, k), dtype=np.int64)
+        dist_dtype = np.dtype(np.int32)  # HammingNeighbors' own, kept for an empty query set
+        pending = []
+
+        def finish(lo, hi, futures):
+            nonlocal dist_dtype
+            answers = client.gather(futures)
+            for s, (d, i, dtype) in enumerate(answers):
+                width = min(k, int(self.shard_offsets_[s + 1] - self.shard_offsets_[s]))
+                if d.shape != (hi - lo, width) or i.shape != d.shape:
+                    raise RuntimeError(
+                        f"Shard {s} answered queries {lo}..{hi - 1} with shape {d.shape}, expected "
+                        f"{(hi - lo, width)}: refusing to return a short result."
+                    )
+                dist_dtype = dtype
+            dist, idx = merge_topk([(d, i) for d, i, _ in answers], k)
+            if (idx < 0).any():
+                raise RuntimeError(
+                    f"Queries {lo}..{hi - 1} found fewer than {k} neighbours across the shards."
+                )
+            out_d[lo:hi] = dist
+            out_i[lo:hi] = idx
+
+        for lo, hi, block in self._query_blocks(X, n_queries):
+            self_rows = np.arange(lo, hi) if X is None else None
+            futures = [
+                client.submit(_search_shard, shard, block, k, self_rows, pure=False) for shard in self.shards_
+            ]
+            pending.append((lo, hi, futures))
+            if len(pending) > BLOCKS_IN_FLIGHT:
+                finish(*pending.pop(0))
+        while pending:
+            finish(*pending.pop(0))
+        return (out_d.astype(dist_dtype), out_i) if return_distance else out_i
+
+
+def _pack_block(bits):
+    arr = np.asarray(bits)
+    # As HammingNeighbors does: uint8 values above 1 are packed bytes passed by mistake, not bits.
+    if arr.dtype == np.uint8 and arr.size and arr.max() > 1:
+        raise ValueError(
+            "Codes are uint8 with values above 1: that looks like packed bytes. Pass packed=True for bytes "
+            "as np.packbits makes them, or bits in {0, 1}."
+        )
+    return pack_bits(arr)
