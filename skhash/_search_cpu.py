@@ -346,6 +346,55 @@ def _emit(k, thr, c_lt, cnt, bd, bi, length, start, out_d, out_i):
             start[d] = p + 1
 
 
+@numba.njit(cache=True, nogil=True)
+def _knn_block(db_t, n_db, queries, k, n_bits, exclude, q0, nb, out_d, out_i):
+    """Queries ``q0:q0 + nb`` of :func:`knn_search`, one thread. (A separate function, not the body of
+    the parallel loop: numba's parallel lowering of a large body takes much longer to compile.)"""
+    n_pad = padded_rows(n_db)
+    tile = max(GROUP, (_TILE_BYTES // (8 * db_t.shape[0])) // GROUP * GROUP)
+    cap = 2 * k + GROUP
+    n_d = n_bits + 2
+    thr0 = np.empty(nb, dtype=np.int64)
+    thr = np.empty(nb, dtype=np.int64)
+    c_lt = np.zeros(nb, dtype=np.int64)
+    length = np.zeros(nb, dtype=np.int64)
+    cnt = np.zeros((nb, n_d), dtype=np.int64)
+    bd = np.empty((nb, cap), dtype=np.int32)
+    bi = np.empty((nb, cap), dtype=np.int64)
+    dbuf = np.empty(GROUP, dtype=np.int64)
+    hist = np.empty(n_d, dtype=np.int64)
+    for j in range(nb):
+        thr0[j] = _starting_cap(db_t, n_db, queries[q0 + j], k, n_bits, hist)
+        thr[j] = thr0[j]
+    t_zero = np.int64(0)
+    for t0 in range(t_zero, n_pad, tile):
+        t1 = min(t0 + tile, n_pad)
+        for j in range(nb):
+            th, clt, ln = _scan(
+                db_t, n_db, t0, t1, queries[q0 + j], exclude[q0 + j], k,
+                thr[j], c_lt[j], length[j], cnt[j], bd[j], bi[j], dbuf,
+            )
+            thr[j] = th
+            c_lt[j] = clt
+            length[j] = ln
+    for j in range(nb):
+        if thr[j] == thr0[j] and thr0[j] <= n_bits:
+            # The sampled cap was too tight (fewer than k rows under it): scan again without it.
+            # (Arguments typed as in the first call, so the scan is not compiled a second time.)
+            cnt[j, :] = 0
+            thr[j] = n_bits + 1
+            c_lt[j] = 0
+            length[j] = 0
+            th, clt, ln = _scan(
+                db_t, n_db, t_zero, n_pad, queries[q0 + j], exclude[q0 + j], k,
+                thr[j], c_lt[j], length[j], cnt[j], bd[j], bi[j], dbuf,
+            )
+            thr[j] = th
+            c_lt[j] = clt
+            length[j] = ln
+        _emit(k, thr[j], c_lt[j], cnt[j], bd[j], bi[j], length[j], hist, out_d[q0 + j], out_i[q0 + j])
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def knn_search(db_t, n_db, queries, k, n_bits, exclude, block, out_d, out_i):
     """Exact k nearest database rows of each query, in (distance, index) order.
@@ -361,50 +410,11 @@ def knn_search(db_t, n_db, queries, k, n_bits, exclude, block, out_d, out_i):
     block : int, queries per block.
     out_d : int32 (n_queries, k); out_i : int64 (n_queries, k), filled in place.
     """
-    n_words = db_t.shape[0]
-    n_pad = padded_rows(n_db)
     n_q = queries.shape[0]
     n_blocks = (n_q + block - 1) // block
-    tile = max(GROUP, (_TILE_BYTES // (8 * n_words)) // GROUP * GROUP)
-    cap = 2 * k + GROUP
-    n_d = n_bits + 2
     for b in numba.prange(n_blocks):
         q0 = b * block
-        nb = min(q0 + block, n_q) - q0
-        thr0 = np.empty(nb, dtype=np.int64)
-        thr = np.empty(nb, dtype=np.int64)
-        c_lt = np.zeros(nb, dtype=np.int64)
-        length = np.zeros(nb, dtype=np.int64)
-        cnt = np.zeros((nb, n_d), dtype=np.int64)
-        bd = np.empty((nb, cap), dtype=np.int32)
-        bi = np.empty((nb, cap), dtype=np.int64)
-        dbuf = np.empty(GROUP, dtype=np.int64)
-        hist = np.empty(n_d, dtype=np.int64)
-        for j in range(nb):
-            thr0[j] = _starting_cap(db_t, n_db, queries[q0 + j], k, n_bits, hist)
-            thr[j] = thr0[j]
-        for t0 in range(0, n_pad, tile):
-            t1 = min(t0 + tile, n_pad)
-            for j in range(nb):
-                th, clt, ln = _scan(
-                    db_t, n_db, t0, t1, queries[q0 + j], exclude[q0 + j], k,
-                    thr[j], c_lt[j], length[j], cnt[j], bd[j], bi[j], dbuf,
-                )
-                thr[j] = th
-                c_lt[j] = clt
-                length[j] = ln
-        for j in range(nb):
-            if thr[j] == thr0[j] and thr0[j] <= n_bits:
-                # The sampled cap was too tight (fewer than k rows under it): scan again without it.
-                cnt[j, :] = 0
-                th, clt, ln = _scan(
-                    db_t, n_db, 0, n_pad, queries[q0 + j], exclude[q0 + j], k,
-                    n_bits + 1, 0, 0, cnt[j], bd[j], bi[j], dbuf,
-                )
-                thr[j] = th
-                c_lt[j] = clt
-                length[j] = ln
-            _emit(k, thr[j], c_lt[j], cnt[j], bd[j], bi[j], length[j], hist, out_d[q0 + j], out_i[q0 + j])
+        _knn_block(db_t, n_db, queries, k, n_bits, exclude, q0, min(q0 + block, n_q) - q0, out_d, out_i)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -417,6 +427,28 @@ def radius_count(db_t, n_db, queries, max_d, exclude, counts):
         counts[j] = _within(db_t, n_db, queries[j], max_d, exclude[j], 0, empty_d, empty_i, False, dbuf)
 
 
+@numba.njit(cache=True, nogil=True)
+def _radius_fill_one(db_t, n_db, q, max_d, ex, start, stop, sort, out_d, out_i):
+    dbuf = np.empty(GROUP, dtype=np.int64)
+    _within(db_t, n_db, q, max_d, ex, start, out_d, out_i, True, dbuf)
+    if not sort:
+        return
+    seg_d = out_d[start:stop]
+    seg_i = out_i[start:stop]
+    first = np.zeros(max_d + 2, dtype=np.int64)
+    for i in range(seg_d.shape[0]):
+        first[seg_d[i] + 1] += 1
+    for d in range(max_d + 1):
+        first[d + 1] += first[d]
+    tmp_d = seg_d.copy()
+    tmp_i = seg_i.copy()
+    for i in range(tmp_d.shape[0]):
+        d = tmp_d[i]
+        seg_d[first[d]] = d
+        seg_i[first[d]] = tmp_i[i]
+        first[d] += 1
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def radius_fill(db_t, n_db, queries, max_d, exclude, offsets, sort, out_d, out_i):
     """Rows within ``max_d`` of query ``j`` into ``out_*[offsets[j]:offsets[j + 1]]``.
@@ -424,21 +456,4 @@ def radius_fill(db_t, n_db, queries, max_d, exclude, offsets, sort, out_d, out_i
     In index order, or, with ``sort``, in (distance, index) order by a stable counting sort.
     """
     for j in numba.prange(queries.shape[0]):
-        dbuf = np.empty(GROUP, dtype=np.int64)
-        _within(db_t, n_db, queries[j], max_d, exclude[j], offsets[j], out_d, out_i, True, dbuf)
-        if sort:
-            seg_d = out_d[offsets[j] : offsets[j + 1]]
-            seg_i = out_i[offsets[j] : offsets[j + 1]]
-            n = seg_d.shape[0]
-            start = np.zeros(max_d + 2, dtype=np.int64)
-            for i in range(n):
-                start[seg_d[i] + 1] += 1
-            for d in range(max_d + 1):
-                start[d + 1] += start[d]
-            tmp_d = seg_d.copy()
-            tmp_i = seg_i.copy()
-            for i in range(n):
-                d = tmp_d[i]
-                seg_d[start[d]] = d
-                seg_i[start[d]] = tmp_i[i]
-                start[d] += 1
+        _radius_fill_one(db_t, n_db, queries[j], max_d, exclude[j], offsets[j], offsets[j + 1], sort, out_d, out_i)
