@@ -131,4 +131,29 @@ def test_peak_device_memory_is_data_plus_small_working_set():
     _fit(X, y, "cuda", epochs=1)
     peak = torch.cuda.max_memory_allocated() - base
     data = X.shape[0] * X.shape[1] * 4 + X.shape[0] * 8
-    assert peak < data + 64 * 2**20, (peak, data)
+    # the working set (batch, BN, optimiser state, cuBLAS workspace, graph pool) is tens of MB whatever n is
+    assert peak < data + 96 * 2**20, (peak, data)
+
+
+@cuda
+@pytest.mark.parametrize("b,c,k", [(256, 5000, 128), (100, 777, 24), (256, 81_313, 128), (7, 50, 64)])
+def test_triton_loss_matches_float64_reference(b, c, k):
+    pytest.importorskip("triton", reason="needs Triton with CUDA")
+    torch.manual_seed(b + c + k)
+    dev = torch.device("cuda")
+    v = torch.randn(b, k, device=dev, requires_grad=True)
+    t = (torch.randint(0, 2, (c, k), device=dev).float() * 2 - 1) / math.sqrt(k)
+    y = torch.randint(0, c, (b,), device=dev)
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        loss = orthohash_loss(v, t, y, margin=0.2, scale=math.sqrt(k))
+        (grad,) = torch.autograd.grad(loss, v)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+    v64 = v.detach().double().requires_grad_()
+    ref = F.cross_entropy(orthohash_logits(v64, t.double(), y, margin=0.2, scale=math.sqrt(k)), y)
+    (ref_grad,) = torch.autograd.grad(ref, v64)
+    assert loss.item() == pytest.approx(ref.item(), rel=2e-3)
+    err = (grad.double() - ref_grad).norm() / ref_grad.norm()
+    assert err < 5e-3, err
