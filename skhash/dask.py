@@ -21,6 +21,7 @@ import logging
 import numbers
 import os
 
+import numba
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
@@ -47,8 +48,9 @@ FEATURE_BLOCK_ROWS = 16_384
 QUERY_BLOCK_ROWS = 4_096
 # Query blocks submitted ahead of the one being merged, so workers never wait for the client.
 BLOCKS_IN_FLIGHT = 2
-# Distance of an empty slot in a shard's answer: after any real Hamming distance.
-SENTINEL = np.iinfo(np.int64).max
+# Distance of an empty slot in a shard's answer: after any real Hamming distance, and within the
+# searcher's int32 distances.
+SENTINEL = np.iinfo(np.int32).max
 
 
 def _import_distributed():
@@ -439,8 +441,6 @@ def _concatenate(*parts):
 def _search_shard(shard, queries, k, self_rows):
     """Top-``min(k, n)`` of one shard by ``(distance, index)``, indices made global.
 
-    Returns ``(distances as int64, global indices, the searcher's distance dtype)``.
-
     ``self_rows`` (global row of each query, or None) asks that a query never find its own row, as
     ``kneighbors(X=None)`` does: the shard returns its top ``k + 1`` and drops the query's own row if
     it is among them, else the last. Both leave the top-k of the other rows. A query whose own row is
@@ -451,22 +451,21 @@ def _search_shard(shard, queries, k, self_rows):
     width = min(k, n)
     if self_rows is None:
         dist, idx = shard.searcher.kneighbors(queries, n_neighbors=width)
-        return dist.astype(np.int64), idx + shard.offset, dist.dtype
+        return dist, idx + shard.offset
     kk = min(k + 1, n)
     dist, idx = shard.searcher.kneighbors(queries, n_neighbors=kk)
-    dtype = dist.dtype
     local_self = np.asarray(self_rows, dtype=np.int64) - shard.offset
     inside = (local_self >= 0) & (local_self < n)
     own = (idx == local_self[:, None]) & inside[:, None]
     keep = ~own
     keep[inside & ~own.any(axis=1), kk - 1] = False
     order = np.argsort(~keep, axis=1, kind="stable")[:, :width]
-    dist = np.take_along_axis(dist.astype(np.int64), order, axis=1)
+    dist = np.take_along_axis(dist, order, axis=1)
     idx = np.take_along_axis(idx, order, axis=1) + shard.offset
     valid = np.take_along_axis(keep, order, axis=1)
     dist[~valid] = SENTINEL
     idx[~valid] = -1
-    return dist, idx, dtype
+    return dist, idx
 
 
 def merge_topk(parts, k):
@@ -476,12 +475,13 @@ def merge_topk(parts, k):
     ----------
     parts : list of (distances, indices)
         One pair of ``(n_queries, k_s)`` arrays per shard, each row sorted by ``(distance, index)``
-        and holding global indices.
+        and holding global indices (no index in two shards).
     k : int
 
     Returns
     -------
-    distances, indices : ndarray of shape (n_queries, k), dtype int64
+    distances : ndarray of shape (n_queries, k), dtype int32
+    indices : ndarray of shape (n_queries, k), dtype int64
 
     Examples
     --------
@@ -490,15 +490,42 @@ def merge_topk(parts, k):
     >>> a = (np.array([[0, 2]]), np.array([[7, 5]]))
     >>> b = (np.array([[2, 3]]), np.array([[1, 2]]))
     >>> merge_topk([a, b], 3)
-    (array([[0, 2, 2]]), array([[7, 1, 5]]))
+    (array([[0, 2, 2]], dtype=int32), array([[7, 1, 5]]))
     """
-    dist = np.concatenate([np.asarray(d, dtype=np.int64) for d, _ in parts], axis=1)
-    idx = np.concatenate([np.asarray(i, dtype=np.int64) for _, i in parts], axis=1)
+    dist = np.ascontiguousarray(np.concatenate([np.asarray(d) for d, _ in parts], axis=1), dtype=np.int32)
+    idx = np.ascontiguousarray(np.concatenate([np.asarray(i) for _, i in parts], axis=1), dtype=np.int64)
     if dist.shape[1] < k:
         raise RuntimeError(f"The shards returned {dist.shape[1]} candidates per query, fewer than k={k}.")
-    # lexsort is stable and sorts by its last key first: distance, then global index.
-    order = np.lexsort((idx, dist), axis=1)[:, :k]
-    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(idx, order, axis=1)
+    bounds = np.cumsum([0] + [np.shape(d)[1] for d, _ in parts]).astype(np.int64)
+    out_d = np.empty((dist.shape[0], k), dtype=np.int32)
+    out_i = np.empty((dist.shape[0], k), dtype=np.int64)
+    _merge_sorted(dist, idx, bounds, out_d, out_i)
+    return out_d, out_i
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_sorted(dist, idx, bounds, out_d, out_i):
+    # A k-way merge of sorted runs: O(k * n_shards) per query, where sorting all candidates would be
+    # O(k * n_shards * log(k * n_shards)); with 16 shards and k = 100 that is 5x fewer steps.
+    n_parts = len(bounds) - 1
+    head = np.empty(n_parts, dtype=np.int64)
+    for r in range(dist.shape[0]):
+        for s in range(n_parts):
+            head[s] = bounds[s]
+        for j in range(out_d.shape[1]):
+            best = -1
+            best_d = 0
+            best_i = 0
+            for s in range(n_parts):
+                p = head[s]
+                if p < bounds[s + 1]:
+                    d = dist[r, p]
+                    i = idx[r, p]
+                    if best < 0 or d < best_d or (d == best_d and i < best_i):
+                        best, best_d, best_i = s, d, i
+            out_d[r, j] = best_d
+            out_i[r, j] = best_i
+            head[best] += 1
 
 
 def _shard_sizes(n, n_shards, n_workers):
@@ -777,23 +804,20 @@ class DaskHammingNeighbors(BaseEstimator):
             self._width(X, "X")
             n_queries = int(X.shape[0])
         client = self.client_
-        out_d = np.empty((n_queries, k), dtype=np.int64)
+        out_d = np.empty((n_queries, k), dtype=np.int32)
         out_i = np.empty((n_queries, k), dtype=np.int64)
-        dist_dtype = np.dtype(np.int32)  # HammingNeighbors' own, kept for an empty query set
         pending = []
 
         def finish(lo, hi, futures):
-            nonlocal dist_dtype
             answers = client.gather(futures)
-            for s, (d, i, dtype) in enumerate(answers):
+            for s, (d, i) in enumerate(answers):
                 width = min(k, int(self.shard_offsets_[s + 1] - self.shard_offsets_[s]))
                 if d.shape != (hi - lo, width) or i.shape != d.shape:
                     raise RuntimeError(
                         f"Shard {s} answered queries {lo}..{hi - 1} with shape {d.shape}, expected "
                         f"{(hi - lo, width)}: refusing to return a short result."
                     )
-                dist_dtype = dtype
-            dist, idx = merge_topk([(d, i) for d, i, _ in answers], k)
+            dist, idx = merge_topk(answers, k)
             if (idx < 0).any():
                 raise RuntimeError(
                     f"Queries {lo}..{hi - 1} found fewer than {k} neighbours across the shards."
@@ -811,7 +835,7 @@ class DaskHammingNeighbors(BaseEstimator):
                 finish(*pending.pop(0))
         while pending:
             finish(*pending.pop(0))
-        return (out_d.astype(dist_dtype), out_i) if return_distance else out_i
+        return (out_d, out_i) if return_distance else out_i
 
 
 def _pack_block(bits):

@@ -1,0 +1,126 @@
+"""Sharded exact Hamming search on a Dask LocalCluster against single-process HammingNeighbors.
+
+1M database codes of 64 bits (synthetic: class centres with 20 % of the bits flipped, so distances tie
+as in real codes), k = 100, query blocks of several sizes.
+
+- single: ``HammingNeighbors(n_jobs=<all cores>).fit(db).kneighbors(block)`` in this process.
+- sharded: ``DaskHammingNeighbors(client=...)`` with one shard per worker, each held by its worker;
+  one ``kneighbors(block)`` call per block, so each row pays the whole round trip of one block.
+
+Per block the sharded time is split into: the slowest shard's scan (timed on its worker), the merge
+(``merge_topk`` timed in this process), and the rest (scheduling, serialisation, network). The ratio
+sharded / single is the overhead of going through Dask at equal cores. Results are checked equal.
+
+A last row runs many blocks through one call (pipelined, ``BLOCKS_IN_FLIGHT`` ahead) to give
+throughput in queries per second.
+
+Run: ``python benchmarks/bench_dask.py [--workers 2] [--n-db 1000000] [--blocks 256,1024,4096]``.
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+from skhash.codes import pack_bits
+from skhash.dask import DaskHammingNeighbors, _search_shard, get_client, merge_topk
+from skhash.neighbors import HammingNeighbors
+
+
+def make_codes(n_db, n_queries, n_bits, seed=0, n_classes=1000, flip=0.2):
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 2, (n_classes, n_bits), dtype=np.uint8)
+
+    def draw(n):
+        return centres[rng.integers(0, n_classes, n)] ^ (rng.random((n, n_bits)) < flip).astype(np.uint8)
+
+    return draw(n_db), draw(n_queries)
+
+
+def timed_shard_search(shard, queries, k):
+    t = time.perf_counter()
+    _search_shard(shard, queries, k, None)
+    return time.perf_counter() - t
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads-per-worker", type=int, default=None)
+    parser.add_argument("--n-db", type=int, default=1_000_000)
+    parser.add_argument("--bits", type=int, default=64)
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--blocks", default="256,1024,4096")
+    parser.add_argument("--throughput-queries", type=int, default=16_384)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    blocks = [int(b) for b in args.blocks.split(",")]
+    cores = os.cpu_count()
+    db, queries = make_codes(args.n_db, max(max(blocks), args.throughput_queries), args.bits)
+
+    with get_client(local_cluster=args.workers, threads_per_worker=args.threads_per_worker) as client:
+        info = client.scheduler_info()["workers"]
+        threads = sum(w["nthreads"] for w in info.values())
+        print(f"{cores} cores; LocalCluster of {len(info)} worker processes, {threads} threads in all")
+        print(f"database {args.n_db:,} x {args.bits}-bit codes, k={args.k}")
+        single = HammingNeighbors(n_neighbors=args.k, n_jobs=threads).fit(db)
+        t = time.perf_counter()
+        sharded = DaskHammingNeighbors(n_neighbors=args.k, client=client).fit(db)
+        print(f"sharded fit (pack, send, build {len(sharded.shards_)} shards): {time.perf_counter() - t:.2f} s")
+        # Compile the numba kernels everywhere before timing.
+        single.kneighbors(queries[:64])
+        sharded.kneighbors(queries[:64])
+
+        print(
+            f"{'block':>6} {'single ms':>10} {'sharded ms':>11} {'ratio':>6} "
+            f"{'shard scan':>11} {'merge':>7} {'rest':>7}"
+        )
+        for b in blocks:
+            q = queries[:b]
+            ref = single.kneighbors(q)
+            sharded.set_params(query_block_size=b)
+            got = sharded.kneighbors(q)
+            assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1]), "results differ"
+            t_single = median_time(lambda: single.kneighbors(q), args.repeats)
+            t_sharded = median_time(lambda: sharded.kneighbors(q), args.repeats)
+            # Shards search packed bytes, as kneighbors sends them.
+            packed = pack_bits(q)
+            scans = []
+            for _ in range(args.repeats):
+                futures = [client.submit(timed_shard_search, s, packed, args.k, pure=False) for s in sharded.shards_]
+                scans.append(max(client.gather(futures)))
+            t_scan = statistics.median(scans)
+            parts = client.gather(
+                [client.submit(_search_shard, s, packed, args.k, None, pure=False) for s in sharded.shards_]
+            )
+            t_merge = median_time(lambda: merge_topk(parts, args.k), args.repeats)
+            rest = t_sharded - t_scan - t_merge
+            print(
+                f"{b:>6} {1e3 * t_single:>10.1f} {1e3 * t_sharded:>11.1f} {t_sharded / t_single:>6.2f} "
+                f"{1e3 * t_scan:>11.1f} {1e3 * t_merge:>7.1f} {1e3 * rest:>7.1f}"
+            )
+
+        n = args.throughput_queries
+        q = queries[:n]
+        sharded.set_params(query_block_size=max(blocks))
+        t_single = median_time(lambda: single.kneighbors(q), max(1, args.repeats // 2))
+        t_sharded = median_time(lambda: sharded.kneighbors(q), max(1, args.repeats // 2))
+        print(
+            f"throughput, {n:,} queries in blocks of {max(blocks)}: single {n / t_single:,.0f} q/s, "
+            f"sharded {n / t_sharded:,.0f} q/s (ratio {t_sharded / t_single:.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
