@@ -3,6 +3,7 @@
 from .codes import pack_bits, unpack_bits
 from .datasets import load_revisitop, make_descriptors, read_gldv2_solution
 from .encoders import CSQEncoder, GreedyHashEncoder, OrthoHashEncoder
+from .neighbors import HammingNeighbors
 from .targets import make_targets, target_distances
 
 __version__ = "0.1.0"
@@ -11,6 +12,7 @@ __all__ = [
     "OrthoHashEncoder",
     "CSQEncoder",
     "GreedyHashEncoder",
+    "HammingNeighbors",
     "pack_bits",
     "unpack_bits",
     "make_targets",
