@@ -878,24 +878,6 @@ def gldv2_map(indices, solution, k=100, *, return_per_query=False):
 _LOO_BLOCK_ENTRIES = 1 << 22
 
 
-def _brute_force_kneighbors(query_bits, db_bits, n_neighbors):
-    """Exact k-NN by Hamming distance, ties broken by database index (a dense reference)."""
-    from .codes import hamming_distances
-
-    dist = hamming_distances(pack_bits(query_bits), pack_bits(db_bits))
-    return np.argsort(dist, axis=1, kind="stable")[:, :n_neighbors]
-
-
-def _kneighbors_function(bits, n_neighbors):
-    """A function ``rows -> ranked indices`` over ``bits``, by HammingNeighbors when it is available."""
-    try:
-        from .neighbors import HammingNeighbors
-    except ImportError:
-        return lambda rows: _brute_force_kneighbors(bits[rows], bits, n_neighbors)
-    nn = HammingNeighbors(n_neighbors=n_neighbors).fit(bits)
-    return lambda rows: np.asarray(nn.kneighbors(bits[rows], n_neighbors=n_neighbors, return_distance=False))
-
-
 def _drop_self(ranked, rows, k):
     """Remove each query from its own ranking of ``k + 1`` items and keep the first ``k`` others."""
     is_self = ranked == rows[:, None]
@@ -908,9 +890,8 @@ def _drop_self(ranked, rows, k):
 def leave_one_out_map(codes, y, k=None):
     """Leave-one-out retrieval mAP@k inside one set of codes: each item queries all the others.
 
-    Rankings are by Hamming distance with ties broken by index (``HammingNeighbors``, or a dense
-    brute-force search when :mod:`skhash.neighbors` is not available); relevance and AP are those of
-    :func:`mean_average_precision`. This is the ``score`` of the encoders and of
+    Rankings are by Hamming distance with ties broken by index (:class:`skhash.HammingNeighbors`);
+    relevance and AP are those of :func:`mean_average_precision`. This is the ``score`` of the encoders and of
     :func:`make_map_scorer`.
 
     Parameters
@@ -948,13 +929,17 @@ def leave_one_out_map(codes, y, k=None):
         raise ValueError(
             f"k={k} but each of the {n} samples has only {n - 1} others to retrieve; use k <= {n - 1}."
         )
-    # One more neighbour than k, so that the query itself can be dropped from its own ranking.
-    search = _kneighbors_function(bits, k + 1)
+    # Imported here: neighbors imports nothing from metrics, and metrics need no search to import.
+    from .neighbors import HammingNeighbors
+
+    # Queries go in blocks to bound memory, so X=None (which ranks all n at once) is not used: each
+    # block asks one more neighbour than k and drops the query itself from its own ranking.
+    nn = HammingNeighbors(n_neighbors=k + 1).fit(bits)
     block = max(1, _LOO_BLOCK_ENTRIES // (k + 1))
     aps = []
     for start in range(0, n, block):
         rows = np.arange(start, min(start + block, n))
-        ranked = _drop_self(search(rows), rows, k)
+        ranked = _drop_self(nn.kneighbors(bits[rows], return_distance=False), rows, k)
         aps.append(mean_average_precision(labels[rows], labels, ranked, k=k, return_per_query=True)[1])
     return float(np.concatenate(aps).mean())
 

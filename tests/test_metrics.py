@@ -1,7 +1,6 @@
 """Tests of skhash.metrics against hand-computed values and slow plain-Python transcriptions of protocols."""
 
 import itertools
-import sys
 
 import numpy as np
 import pytest
@@ -9,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skhash.metrics import (
-    _brute_force_kneighbors,
     gldv2_map,
     hamming_separability,
     leave_one_out_map,
@@ -511,16 +509,8 @@ def ref_leave_one_out(codes, y, k):
     return float(np.mean(aps))
 
 
-@pytest.fixture(params=["default", "brute-force fallback"])
-def search_backend(request, monkeypatch):
-    if request.param != "default":
-        # A None entry makes `from .neighbors import ...` raise ImportError, as when it is absent.
-        monkeypatch.setitem(sys.modules, "skhash.neighbors", None)
-    return request.param
-
-
 @pytest.mark.parametrize("k", [None, 1, 3])
-def test_leave_one_out_map_matches_reference_with_many_ties(search_backend, k):
+def test_leave_one_out_map_matches_reference_with_many_ties(k):
     rng = np.random.default_rng(1)
     # Three bits and 30 codes: many exact duplicates, so the query's own index is often not in its
     # first k + 1 neighbours and the tie rule decides everything.
@@ -537,11 +527,6 @@ def test_leave_one_out_map_blocks_give_the_same_score(monkeypatch):
     whole = leave_one_out_map(codes, y)
     monkeypatch.setattr("skhash.metrics._LOO_BLOCK_ENTRIES", 50)
     assert leave_one_out_map(codes, y) == whole == pytest.approx(ref_leave_one_out(codes, y, 39), rel=1e-12)
-
-
-def test_brute_force_kneighbors_breaks_ties_by_index():
-    db = np.array([[1, 1], [0, 0], [1, 1], [0, 1]])
-    np.testing.assert_array_equal(_brute_force_kneighbors(np.array([[1, 1]]), db, 4), [[0, 2, 3, 1]])
 
 
 def test_map_scorer_in_cross_validation():
