@@ -3,7 +3,7 @@
 Every subcommand reads features, labels and codes from ``file.h5:key`` (an HDF5 data set; the key may be
 left out when the file holds one) or from a ``.npy`` file, and streams large inputs in chunks::
 
-    skhash fit --features train.h5:feats --labels train.h5:labels --method orthohash --bits 128 --out model.joblib
+    skhash fit --features train.h5:feats --labels train.h5:labels --bits 128 --out model.joblib
     skhash encode --model model.joblib --features db.h5:feats --out db_codes.h5 --recalibrate
     skhash encode --model model.joblib --features q.h5:feats --out q_codes.h5 --recalibrate db.h5:feats
     skhash search --db db_codes.h5 --queries q_codes.h5 -k 100 --out ranks.h5
@@ -57,9 +57,13 @@ def _read_labels(spec, what="--labels"):
 
     y = np.asarray(open_h5(spec)[...])
     if y.ndim not in (1, 2):
-        raise InputError(f"{what} {spec}: labels must be 1-D, or a 2-D 0/1 indicator matrix; got shape {y.shape}.")
+        raise InputError(
+            f"{what} {spec}: labels must be 1-D, or a 2-D 0/1 indicator matrix; got shape {y.shape}."
+        )
     if y.dtype.kind in "SO":  # h5py returns variable-length strings as bytes
-        y = np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in y.reshape(-1)]).reshape(y.shape)
+        y = np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in y.reshape(-1)]).reshape(
+            y.shape
+        )
     return y
 
 
@@ -83,14 +87,17 @@ def _load_model(path):
     import joblib
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file not found: {path!r}; make one with 'skhash fit ... --out {path}'.")
+        raise FileNotFoundError(
+            f"model file not found: {path!r}; make one with 'skhash fit ... --out {path}'."
+        )
     try:
         model = joblib.load(path)
     except Exception as exc:  # a foreign or truncated file fails in many ways (KeyError 72 for an HDF5 file)
         raise InputError(f"{path}: not a model saved by 'skhash fit' or joblib.dump ({exc}).") from exc
     if not (hasattr(model, "transform") and hasattr(model, "recalibrate") and hasattr(model, "coef_")):
         raise InputError(
-            f"{path}: holds a {type(model).__name__}, not a fitted skhash encoder; make one with 'skhash fit'."
+            f"{path}: holds a {type(model).__name__}, not a fitted skhash encoder; make one with "
+            "'skhash fit'."
         )
     return model
 
@@ -145,7 +152,9 @@ def make_encoder(args):
         verbose=0 if args.quiet else 1,
     )
     if args.method != "orthohash":
-        given = [flag for flag, value in (("--margin", args.margin), ("--scale", args.scale)) if value is not None]
+        given = [
+            flag for flag, value in (("--margin", args.margin), ("--scale", args.scale)) if value is not None
+        ]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise InputError(f"{' and '.join(given)} {verb} to --method orthohash only, not {args.method}.")
@@ -166,10 +175,13 @@ def cmd_fit(args):
     y = _read_labels(args.labels)
     if len(y) != X.shape[0]:
         raise InputError(
-            f"--features has {X.shape[0]} rows but --labels has {len(y)}; they must describe the same samples."
+            f"--features has {X.shape[0]} rows but --labels has {len(y)}; they must describe the same "
+            "samples."
         )
     encoder = make_encoder(args)
-    _say(args, f"fitting {type(encoder).__name__} ({args.bits} bits) on {X.shape[0]:,} x {X.shape[1]} features")
+    _say(
+        args, f"fitting {type(encoder).__name__} ({args.bits} bits) on {X.shape[0]:,} x {X.shape[1]} features"
+    )
     start = time.perf_counter()
     encoder.fit(X, y)
     joblib.dump(encoder, args.out)
@@ -214,10 +226,24 @@ def cmd_encode(args):
             joblib.dump(model, args.save_model)
     elif args.save_model:
         raise InputError("--save-model saves a recalibrated model; pass --recalibrate too.")
-    attrs = {"features": str(args.features), "recalibrated_on": "" if args.recalibrate is None else str(source_spec)}
-    write_codes(model, X, out_path, out_key or "codes", packed=not args.unpacked, chunk_rows=args.chunk_rows,
-                overwrite=True, progress=not args.quiet, attrs=attrs)
-    _say(args, f"wrote {X.shape[0]:,} codes of {model.coef_.shape[1]} bits to {out_path}:{out_key or 'codes'}")
+    attrs = {
+        "features": str(args.features),
+        "recalibrated_on": "" if args.recalibrate is None else str(source_spec),
+    }
+    write_codes(
+        model,
+        X,
+        out_path,
+        out_key or "codes",
+        packed=not args.unpacked,
+        chunk_rows=args.chunk_rows,
+        overwrite=True,
+        progress=not args.quiet,
+        attrs=attrs,
+    )
+    _say(
+        args, f"wrote {X.shape[0]:,} codes of {model.coef_.shape[1]} bits to {out_path}:{out_key or 'codes'}"
+    )
     return 0
 
 
@@ -248,8 +274,8 @@ def cmd_search(args):
         queries, q_bits = read_codes(args.queries)
         if q_bits != db_bits:
             raise InputError(
-                f"--queries holds {q_bits}-bit codes but --db holds {db_bits}-bit codes; encode both with the "
-                "same model."
+                f"--queries holds {q_bits}-bit codes but --db holds {db_bits}-bit codes; encode both with "
+                "the same model."
             )
     k = args.n_neighbors
     n_db = db.shape[0]
@@ -295,14 +321,18 @@ def _read_ranks(path):
     import numpy as np
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"rankings not found: {path!r}; make them with 'skhash search ... --out {path}'.")
+        raise FileNotFoundError(
+            f"rankings not found: {path!r}; make them with 'skhash search ... --out {path}'."
+        )
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
         raise InputError(f"{path}: not an HDF5 file of rankings ({exc}).") from exc
     with f:
         if "indices" not in f:
-            raise InputError(f"{path}: no 'indices' data set (found {sorted(f)}); make it with 'skhash search'.")
+            raise InputError(
+                f"{path}: no 'indices' data set (found {sorted(f)}); make it with 'skhash search'."
+            )
         indices = np.asarray(f["indices"][...])
         distances = np.asarray(f["distances"][...]) if "distances" in f else None
     if indices.ndim != 2:
@@ -319,12 +349,18 @@ def evaluate(indices, args):
         y_db = _read_labels(args.labels)
         y_q = y_db if args.query_labels is None else _read_labels(args.query_labels, "--query-labels")
         if len(y_q) != indices.shape[0]:
-            hint = " (without --query-labels the queries are the database itself)" if args.query_labels is None else ""
-            raise InputError(f"the rankings hold {indices.shape[0]} queries but the query labels {len(y_q)}{hint}.")
+            hint = (
+                " (without --query-labels the queries are the database itself)"
+                if args.query_labels is None
+                else ""
+            )
+            raise InputError(
+                f"the rankings hold {indices.shape[0]} queries but the query labels {len(y_q)}{hint}."
+            )
         if indices.size and indices.max() >= len(y_db):
             raise InputError(
-                f"the rankings name database row {indices.max()}, but --labels has {len(y_db)} rows; pass the "
-                "database's labels."
+                f"the rankings name database row {indices.max()}, but --labels has {len(y_db)} rows; pass "
+                "the database's labels."
             )
         k = indices.shape[1] if args.at is None else args.at
         return {f"mAP@{k}": metrics.mean_average_precision(y_q, y_db, indices, k=k)}
@@ -335,7 +371,9 @@ def evaluate(indices, args):
                 f"{args.revisitop} has {gnd.n_queries} queries but the rankings hold {indices.shape[0]}."
             )
         if indices.size and indices.max() >= gnd.n_db:
-            raise InputError(f"the rankings name database row {indices.max()}, but {args.revisitop} has {gnd.n_db}.")
+            raise InputError(
+                f"the rankings name database row {indices.max()}, but {args.revisitop} has {gnd.n_db}."
+            )
         scores = {}
         for protocol in metrics.REVISITOP_PROTOCOLS:
             result = metrics.revisitop_map(indices, gnd.gnd, protocol=protocol, kappas=(1, 5, 10))
@@ -344,11 +382,15 @@ def evaluate(indices, args):
                 scores[f"mP@{kappa} {protocol}"] = float(value)
         return scores
     if args.index_ids is None or args.query_ids is None:
-        raise InputError("--gldv2 needs --index-ids and --query-ids: the image ids of the database and query rows.")
+        raise InputError(
+            "--gldv2 needs --index-ids and --query-ids: the image ids of the database and query rows."
+        )
     index_ids = _read_ids(args.index_ids, "--index-ids")
     query_ids = _read_ids(args.query_ids, "--query-ids")
     if len(query_ids) != indices.shape[0]:
-        raise InputError(f"--query-ids has {len(query_ids)} ids but the rankings hold {indices.shape[0]} queries.")
+        raise InputError(
+            f"--query-ids has {len(query_ids)} ids but the rankings hold {indices.shape[0]} queries."
+        )
     solution = read_gldv2_solution(args.gldv2, index_ids, query_ids)
     k = 100 if args.at is None else args.at
     return {f"mAP@{k}": metrics.gldv2_map(indices, solution, k=k)}
@@ -378,14 +420,26 @@ def _add_fit(sub):
         "streamed in shuffled windows, so files larger than memory work.",
     )
     p.add_argument("--features", required=True, metavar="SPEC", help=f"training descriptors, {SPEC_HELP}")
-    p.add_argument("--labels", required=True, metavar="SPEC", help=f"their labels (1-D, or a 0/1 matrix), {SPEC_HELP}")
-    p.add_argument("--method", choices=METHODS, default="orthohash", help="hashing method (default: orthohash)")
+    p.add_argument(
+        "--labels", required=True, metavar="SPEC", help=f"their labels (1-D, or a 0/1 matrix), {SPEC_HELP}"
+    )
+    p.add_argument(
+        "--method", choices=METHODS, default="orthohash", help="hashing method (default: orthohash)"
+    )
     p.add_argument("--bits", type=int, default=64, help="code length (default: 64)")
     p.add_argument("--margin", type=float, default=None, help="OrthoHash cosine margin m (default: 0.2)")
-    p.add_argument("--scale", type=_scale, default=None,
-                   help="OrthoHash logit scale s, a number or 'auto' (default: sqrt(bits))")
-    p.add_argument("--epochs", type=_epochs, default="auto",
-                   help="passes over the data, or 'auto' (default: 10, more on small data)")
+    p.add_argument(
+        "--scale",
+        type=_scale,
+        default=None,
+        help="OrthoHash logit scale s, a number or 'auto' (default: sqrt(bits))",
+    )
+    p.add_argument(
+        "--epochs",
+        type=_epochs,
+        default="auto",
+        help="passes over the data, or 'auto' (default: 10, more on small data)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--batch-size", type=int, default=256, help="samples per optimiser step (default: 256)")
     p.add_argument("--random-state", type=int, default=None, help="seed, for a reproducible model")
@@ -403,14 +457,28 @@ def _add_encode(sub):
     )
     p.add_argument("--model", required=True, help="a model saved by 'skhash fit'")
     p.add_argument("--features", required=True, metavar="SPEC", help=f"descriptors to encode, {SPEC_HELP}")
-    p.add_argument("--out", required=True, metavar="FILE.h5[:KEY]",
-                   help="where the codes go (data set 'codes' unless KEY is given; it is replaced if present)")
-    p.add_argument("--recalibrate", nargs="?", const=True, default=None, metavar="SPEC",
-                   help="first re-centre the bits on a new domain: on --features when given alone, or on SPEC "
-                   "(pass the database's features when encoding its queries)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.h5[:KEY]",
+        help="where the codes go (data set 'codes' unless KEY is given; it is replaced if present)",
+    )
+    p.add_argument(
+        "--recalibrate",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="SPEC",
+        help="first re-centre the bits on a new domain: on --features when given alone, or on SPEC "
+        "(pass the database's features when encoding its queries)",
+    )
     p.add_argument("--save-model", default=None, metavar="MODEL", help="also save the recalibrated model")
-    p.add_argument("--unpacked", action="store_true", help="write one uint8 column per bit instead of packed bytes")
-    p.add_argument("--chunk-rows", type=_positive_int, default=65_536, help="rows encoded at once (default: 65536)")
+    p.add_argument(
+        "--unpacked", action="store_true", help="write one uint8 column per bit instead of packed bytes"
+    )
+    p.add_argument(
+        "--chunk-rows", type=_positive_int, default=65_536, help="rows encoded at once (default: 65536)"
+    )
     p.set_defaults(func=cmd_encode)
     return p
 
@@ -423,13 +491,21 @@ def _add_search(sub):
         "'indices' and 'distances' (n_queries, k) to an HDF5 file.",
     )
     p.add_argument("--db", required=True, metavar="SPEC", help=f"database codes, {SPEC_HELP}")
-    p.add_argument("--queries", default=None, metavar="SPEC",
-                   help="query codes (default: the database against itself, each code left out of its own result)")
-    p.add_argument("-k", "--n-neighbors", type=_positive_int, default=100, help="neighbours per query (default: 100)")
+    p.add_argument(
+        "--queries",
+        default=None,
+        metavar="SPEC",
+        help="query codes (default: the database against itself, each code left out of its own result)",
+    )
+    p.add_argument(
+        "-k", "--n-neighbors", type=_positive_int, default=100, help="neighbours per query (default: 100)"
+    )
     p.add_argument("--out", required=True, metavar="FILE.h5", help="where the rankings go")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--n-jobs", type=int, default=None, help="CPU threads (default: all)")
-    p.add_argument("--chunk-rows", type=_positive_int, default=16_384, help="queries per step (default: 16384)")
+    p.add_argument(
+        "--chunk-rows", type=_positive_int, default=16_384, help="queries per step (default: 16384)"
+    )
     p.set_defaults(func=cmd_search)
     return p
 
@@ -443,13 +519,22 @@ def _add_evaluate(sub):
     p.add_argument("--ranks", required=True, metavar="FILE.h5", help="rankings written by 'skhash search'")
     protocol = p.add_mutually_exclusive_group(required=True)
     protocol.add_argument("--labels", metavar="SPEC", help="database labels: category-level mAP@k")
-    protocol.add_argument("--revisitop", metavar="GND.pkl", help="revisitop ground truth: ROxf/RPar E/M/H mAP")
+    protocol.add_argument(
+        "--revisitop", metavar="GND.pkl", help="revisitop ground truth: ROxf/RPar E/M/H mAP"
+    )
     protocol.add_argument("--gldv2", metavar="SOLUTION.csv", help="GLDv2 retrieval solution: mAP@100")
-    p.add_argument("--query-labels", metavar="SPEC", help="query labels, with --labels (default: the database's)")
+    p.add_argument(
+        "--query-labels", metavar="SPEC", help="query labels, with --labels (default: the database's)"
+    )
     p.add_argument("--index-ids", metavar="SPEC", help="with --gldv2: database image ids (.h5/.npy/.txt)")
     p.add_argument("--query-ids", metavar="SPEC", help="with --gldv2: query image ids (.h5/.npy/.txt)")
-    p.add_argument("-k", "--at", type=_positive_int, default=None,
-                   help="cut-off of mAP@k (default: all retrieved with --labels, 100 with --gldv2)")
+    p.add_argument(
+        "-k",
+        "--at",
+        type=_positive_int,
+        default=None,
+        help="cut-off of mAP@k (default: all retrieved with --labels, 100 with --gldv2)",
+    )
     p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     p.set_defaults(func=cmd_evaluate)
     return p
@@ -468,7 +553,9 @@ def _positive_int(value):
 def build_parser():
     from . import _demo
 
-    parser = argparse.ArgumentParser(prog="skhash", description="Learn binary hash codes and search them by Hamming distance.")
+    parser = argparse.ArgumentParser(
+        prog="skhash", description="Learn binary hash codes and search them by Hamming distance."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",

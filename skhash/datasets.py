@@ -24,7 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
-__all__ = ["load_revisitop", "read_gldv2_solution", "make_descriptors", "open_h5", "write_codes", "read_codes"]
+__all__ = [
+    "load_revisitop",
+    "read_gldv2_solution",
+    "make_descriptors",
+    "open_h5",
+    "write_codes",
+    "read_codes",
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -680,7 +687,9 @@ def _output_group(path_or_group):
     try:
         f = h5py.File(path, "a")
     except OSError as exc:
-        raise ValueError(f"cannot write codes into {path!r}: it exists and is not an HDF5 file ({exc}).") from exc
+        raise ValueError(
+            f"cannot write codes into {path!r}: it exists and is not an HDF5 file ({exc})."
+        ) from exc
     return f, f
 
 
@@ -828,8 +837,10 @@ def read_codes(spec):
             )
         return np.ascontiguousarray(arr[...]), n_bits
     bits = np.asarray(arr[...])
-    if bits.dtype != bool and not (np.issubdtype(bits.dtype, np.integer) and (bits.size == 0 or
-                                                                            (bits.min() >= 0 and bits.max() <= 1))):
+    is_bits = bits.dtype == bool or (
+        np.issubdtype(bits.dtype, np.integer) and (bits.size == 0 or (bits.min() >= 0 and bits.max() <= 1))
+    )
+    if not is_bits:
         raise ValueError(
             f"{os.fspath(spec)!r} holds {bits.dtype} values that are not bits; codes are {{0, 1}} columns, "
             "or packed bytes written by skhash encode / skhash.datasets.write_codes."

@@ -26,7 +26,9 @@ API = dict(n_bits=24, max_epochs=6, device="cpu", random_state=0, batch_size=128
 def files(tmp_path_factory):
     """Training data, a database shifted to another domain, and queries: in HDF5 and as .npy."""
     root = tmp_path_factory.mktemp("cli")
-    X, y, centers = make_descriptors(1500, n_features=32, n_classes=12, noise=1.2, random_state=0, return_centers=True)
+    X, y, centers = make_descriptors(
+        1500, n_features=32, n_classes=12, noise=1.2, random_state=0, return_centers=True
+    )
     X_db, y_db = make_descriptors(
         600, n_features=32, n_classes=12, noise=1.2, centers=centers, domain_shift=1.0, random_state=1
     )
@@ -50,12 +52,50 @@ def run(*argv):
 def pipeline(files):
     """The four commands, run once: fit, encode (database and queries, recalibrated), search."""
     r = files["root"]
-    run("fit", "--features", f"{r}/train.h5:feats", "--labels", f"{r}/train.h5:labels", *FIT, "--out", r / "m.joblib")
-    run("encode", "--model", r / "m.joblib", "--features", f"{r}/test.h5:db/feats", "--out", r / "db_codes.h5",
-        "--recalibrate", "--save-model", r / "m_recal.joblib")
-    run("encode", "--model", r / "m.joblib", "--features", f"{r}/test.h5:q/feats", "--out", f"{r}/q_codes.h5:q",
-        "--recalibrate", f"{r}/test.h5:db/feats")
-    run("search", "--db", r / "db_codes.h5", "--queries", f"{r}/q_codes.h5:q", "-k", 50, "--out", r / "ranks.h5")
+    run(
+        "fit",
+        "--features",
+        f"{r}/train.h5:feats",
+        "--labels",
+        f"{r}/train.h5:labels",
+        *FIT,
+        "--out",
+        r / "m.joblib",
+    )
+    run(
+        "encode",
+        "--model",
+        r / "m.joblib",
+        "--features",
+        f"{r}/test.h5:db/feats",
+        "--out",
+        r / "db_codes.h5",
+        "--recalibrate",
+        "--save-model",
+        r / "m_recal.joblib",
+    )
+    run(
+        "encode",
+        "--model",
+        r / "m.joblib",
+        "--features",
+        f"{r}/test.h5:q/feats",
+        "--out",
+        f"{r}/q_codes.h5:q",
+        "--recalibrate",
+        f"{r}/test.h5:db/feats",
+    )
+    run(
+        "search",
+        "--db",
+        r / "db_codes.h5",
+        "--queries",
+        f"{r}/q_codes.h5:q",
+        "-k",
+        50,
+        "--out",
+        r / "ranks.h5",
+    )
     return r
 
 
@@ -87,14 +127,31 @@ def test_round_trip_gives_the_python_api_numbers(files, pipeline, capsys):
         np.testing.assert_array_equal(f["indices"][...], indices)
         np.testing.assert_array_equal(f["distances"][...], distances)
 
-    got = scores_printed(capsys, "evaluate", "--ranks", r / "ranks.h5", "--labels", f"{r}/test.h5:db/labels",
-                         "--query-labels", f"{r}/test.h5:q/labels", "-k", 20)
+    got = scores_printed(
+        capsys,
+        "evaluate",
+        "--ranks",
+        r / "ranks.h5",
+        "--labels",
+        f"{r}/test.h5:db/labels",
+        "--query-labels",
+        f"{r}/test.h5:q/labels",
+        "-k",
+        20,
+    )
     assert got == {"mAP@20": mean_average_precision(files["y_q"], files["y_db"], indices, k=20)}
     assert got["mAP@20"] > 0.5
 
     capsys.readouterr()
-    run("evaluate", "--ranks", r / "ranks.h5", "--labels", f"{r}/test.h5:db/labels",
-        "--query-labels", f"{r}/test.h5:q/labels")
+    run(
+        "evaluate",
+        "--ranks",
+        r / "ranks.h5",
+        "--labels",
+        f"{r}/test.h5:db/labels",
+        "--query-labels",
+        f"{r}/test.h5:q/labels",
+    )
     expected = mean_average_precision(files["y_q"], files["y_db"], indices)
     assert capsys.readouterr().out == f"mAP@50: {expected:.6f}\n"
 
@@ -103,7 +160,11 @@ def test_evaluate_revisitop_and_gldv2_give_the_metrics_numbers(files, pipeline, 
     r = pipeline
     _, _, indices = api_rankings(files)
     y_db, y_q = files["y_db"], files["y_q"]
-    gnd = {"imlist": [f"db{i}" for i in range(len(y_db))], "qimlist": [f"q{i}" for i in range(len(y_q))], "gnd": []}
+    gnd = {
+        "imlist": [f"db{i}" for i in range(len(y_db))],
+        "qimlist": [f"q{i}" for i in range(len(y_q))],
+        "gnd": [],
+    }
     for label in y_q:
         same = np.flatnonzero(y_db == label)
         gnd["gnd"].append({"easy": same[::2], "hard": same[1::3], "junk": same[2::6], "bbx": [0, 0, 1, 1]})
@@ -119,10 +180,25 @@ def test_evaluate_revisitop_and_gldv2_give_the_metrics_numbers(files, pipeline, 
     (tmp_path / "index.txt").write_text("\n".join(gnd["imlist"]) + "\n")
     with h5py.File(tmp_path / "ids.h5", "w") as f:
         f["query"] = np.array([q.encode() for q in gnd["qimlist"]])
-    rows = [f"q{i},{' '.join(f'db{j}' for j in np.flatnonzero(y_db == label))},Private" for i, label in enumerate(y_q)]
+    rows = [
+        f"q{i},{' '.join(f'db{j}' for j in np.flatnonzero(y_db == label))},Private"
+        for i, label in enumerate(y_q)
+    ]
     (tmp_path / "solution.csv").write_text("id,images,Usage\n" + "\n".join(rows) + "\n")
-    got = scores_printed(capsys, "evaluate", "--ranks", r / "ranks.h5", "--gldv2", tmp_path / "solution.csv",
-                         "--index-ids", tmp_path / "index.txt", "--query-ids", f"{tmp_path}/ids.h5:query", "-k", 30)
+    got = scores_printed(
+        capsys,
+        "evaluate",
+        "--ranks",
+        r / "ranks.h5",
+        "--gldv2",
+        tmp_path / "solution.csv",
+        "--index-ids",
+        tmp_path / "index.txt",
+        "--query-ids",
+        f"{tmp_path}/ids.h5:query",
+        "-k",
+        30,
+    )
     solution = read_gldv2_solution(tmp_path / "solution.csv", gnd["imlist"], gnd["qimlist"])
     assert got == {"mAP@30": gldv2_map(indices, solution, k=30)}
 
@@ -131,14 +207,39 @@ def test_npy_inputs_work_like_hdf5(files, tmp_path):
     r = files["root"]
     with h5py.File(tmp_path / "contiguous.h5", "w") as f:  # unchunked, as a .npy is: same blocks, same model
         f["X"], f["y"] = files["X"], files["y"]
-    run("fit", "--features", r / "train_X.npy", "--labels", r / "train_y.npy", *FIT, "--out", tmp_path / "a.joblib")
-    run("fit", "--features", f"{tmp_path}/contiguous.h5:X", "--labels", f"{tmp_path}/contiguous.h5:y", *FIT,
-        "--out", tmp_path / "b.joblib")
+    run(
+        "fit",
+        "--features",
+        r / "train_X.npy",
+        "--labels",
+        r / "train_y.npy",
+        *FIT,
+        "--out",
+        tmp_path / "a.joblib",
+    )
+    run(
+        "fit",
+        "--features",
+        f"{tmp_path}/contiguous.h5:X",
+        "--labels",
+        f"{tmp_path}/contiguous.h5:y",
+        *FIT,
+        "--out",
+        tmp_path / "b.joblib",
+    )
     a, b = joblib.load(tmp_path / "a.joblib"), joblib.load(tmp_path / "b.joblib")
     np.testing.assert_array_equal(a.coef_, b.coef_)
     np.save(tmp_path / "q.npy", files["X_q"])
-    run("encode", "--model", tmp_path / "a.joblib", "--features", tmp_path / "q.npy", "--out", tmp_path / "q.h5",
-        "--unpacked")
+    run(
+        "encode",
+        "--model",
+        tmp_path / "a.joblib",
+        "--features",
+        tmp_path / "q.npy",
+        "--out",
+        tmp_path / "q.h5",
+        "--unpacked",
+    )
     with h5py.File(tmp_path / "q.h5", "r") as f:
         np.save(tmp_path / "q_bits.npy", f["codes"][...])
         np.testing.assert_array_equal(f["codes"][...], a.transform(files["X_q"]))
@@ -152,8 +253,25 @@ def test_npy_inputs_work_like_hdf5(files, tmp_path):
 @pytest.mark.parametrize("method", ["csq", "greedyhash"])
 def test_fit_passes_the_method_and_its_parameters(files, tmp_path, method):
     r = files["root"]
-    run("fit", "--features", f"{r}/train.h5:feats", "--labels", f"{r}/train.h5:labels", "--method", method,
-        "--bits", 16, "--epochs", 2, "--device", "cpu", "--random-state", 3, "--out", tmp_path / "m.joblib")
+    run(
+        "fit",
+        "--features",
+        f"{r}/train.h5:feats",
+        "--labels",
+        f"{r}/train.h5:labels",
+        "--method",
+        method,
+        "--bits",
+        16,
+        "--epochs",
+        2,
+        "--device",
+        "cpu",
+        "--random-state",
+        3,
+        "--out",
+        tmp_path / "m.joblib",
+    )
     model = joblib.load(tmp_path / "m.joblib")
     assert type(model).__name__ == {"csq": "CSQEncoder", "greedyhash": "GreedyHashEncoder"}[method]
     assert (model.n_bits, model.max_epochs, model.random_state, model.n_iter_) == (16, 2, 3, 2)
@@ -161,21 +279,69 @@ def test_fit_passes_the_method_and_its_parameters(files, tmp_path, method):
 
 def test_orthohash_margin_and_scale_reach_the_encoder(files, tmp_path):
     r = files["root"]
-    run("fit", "--features", f"{r}/train.h5:feats", "--labels", f"{r}/train.h5:labels", "--bits", 16,
-        "--margin", 0.35, "--scale", "auto", "--epochs", 1, "--device", "cpu", "--out", tmp_path / "m.joblib")
+    run(
+        "fit",
+        "--features",
+        f"{r}/train.h5:feats",
+        "--labels",
+        f"{r}/train.h5:labels",
+        "--bits",
+        16,
+        "--margin",
+        0.35,
+        "--scale",
+        "auto",
+        "--epochs",
+        1,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "m.joblib",
+    )
     model = joblib.load(tmp_path / "m.joblib")
-    assert model.margin == 0.35 and model.scale == "auto" and model.scale_ == pytest.approx(np.sqrt(2) * np.log(11))
+    assert (
+        model.margin == 0.35
+        and model.scale == "auto"
+        and model.scale_ == pytest.approx(np.sqrt(2) * np.log(11))
+    )
 
 
 def test_progress_bars_on_long_work(files, pipeline, capsys, tmp_path):
     r = pipeline
     capsys.readouterr()
-    assert main(["encode", "--model", str(r / "m.joblib"), "--features", f"{r}/test.h5:db/feats",
-                 "--out", str(tmp_path / "c.h5"), "--recalibrate"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "--model",
+                str(r / "m.joblib"),
+                "--features",
+                f"{r}/test.h5:db/feats",
+                "--out",
+                str(tmp_path / "c.h5"),
+                "--recalibrate",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "recalibrate: 100%" in err and "encode: 100%" in err and "600/600" in err
-    assert main(["search", "--db", str(tmp_path / "c.h5"), "-k", "3", "--out", str(tmp_path / "r.h5"),
-                 "--queries", str(tmp_path / "c.h5")]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--db",
+                str(tmp_path / "c.h5"),
+                "-k",
+                "3",
+                "--out",
+                str(tmp_path / "r.h5"),
+                "--queries",
+                str(tmp_path / "c.h5"),
+            ]
+        )
+        == 0
+    )
     assert "search: 100%" in capsys.readouterr().err
 
 
@@ -202,39 +368,102 @@ def test_bad_paths_keys_and_shapes_give_clear_errors(files, pipeline, capsys, tm
     assert "feature file not found" in msg and "missing.h5" in msg
     msg = error_of(capsys, "fit", "--features", f"{r}/train.h5:nope", *train)
     assert "key 'nope' not found" in msg and "['feats', 'labels']" in msg
-    msg = error_of(capsys, "fit", "--features", f"{r}/train.h5:feats", "--labels", f"{r}/test.h5:db/labels",
-                   "--out", tmp_path / "m.joblib")
+    msg = error_of(
+        capsys,
+        "fit",
+        "--features",
+        f"{r}/train.h5:feats",
+        "--labels",
+        f"{r}/test.h5:db/labels",
+        "--out",
+        tmp_path / "m.joblib",
+    )
     assert "--features has 1500 rows but --labels has 600" in msg
-    msg = error_of(capsys, "fit", "--features", f"{r}/train.h5:feats", *train[:2], "--out", tmp_path / "no/m.joblib")
+    msg = error_of(
+        capsys, "fit", "--features", f"{r}/train.h5:feats", *train[:2], "--out", tmp_path / "no/m.joblib"
+    )
     assert "does not exist" in msg
-    msg = error_of(capsys, "fit", "--features", f"{r}/train.h5:feats", *train, "--method", "csq", "--margin", 0.1)
+    msg = error_of(
+        capsys, "fit", "--features", f"{r}/train.h5:feats", *train, "--method", "csq", "--margin", 0.1
+    )
     assert "--margin applies to --method orthohash only" in msg
 
-    msg = error_of(capsys, "encode", "--model", tmp_path / "none.joblib", "--features", f"{r}/test.h5:db/feats",
-                   "--out", tmp_path / "c.h5")
+    msg = error_of(
+        capsys,
+        "encode",
+        "--model",
+        tmp_path / "none.joblib",
+        "--features",
+        f"{r}/test.h5:db/feats",
+        "--out",
+        tmp_path / "c.h5",
+    )
     assert "model file not found" in msg
-    msg = error_of(capsys, "encode", "--model", r / "train.h5", "--features", f"{r}/test.h5:db/feats",
-                   "--out", tmp_path / "c.h5")
+    msg = error_of(
+        capsys,
+        "encode",
+        "--model",
+        r / "train.h5",
+        "--features",
+        f"{r}/test.h5:db/feats",
+        "--out",
+        tmp_path / "c.h5",
+    )
     assert "not a model saved by 'skhash fit'" in msg
     with h5py.File(tmp_path / "wide.h5", "w") as f:
         f["X"] = np.zeros((5, 33), np.float32)
-    msg = error_of(capsys, "encode", "--model", r / "m.joblib", "--features", f"{tmp_path}/wide.h5:X",
-                   "--out", tmp_path / "c.h5")
+    msg = error_of(
+        capsys,
+        "encode",
+        "--model",
+        r / "m.joblib",
+        "--features",
+        f"{tmp_path}/wide.h5:X",
+        "--out",
+        tmp_path / "c.h5",
+    )
     assert "has 33 features per row but the model was trained on 32" in msg
-    msg = error_of(capsys, "encode", "--model", r / "m.joblib", "--features", r / "test.h5",
-                   "--out", tmp_path / "c.h5")
+    msg = error_of(
+        capsys, "encode", "--model", r / "m.joblib", "--features", r / "test.h5", "--out", tmp_path / "c.h5"
+    )
     assert "holds 4 data sets" in msg and "name one as" in msg
 
-    msg = error_of(capsys, "search", "--db", r / "db_codes.h5", "--queries", f"{r}/test.h5:q/feats",
-                   "--out", tmp_path / "r.h5")
+    msg = error_of(
+        capsys,
+        "search",
+        "--db",
+        r / "db_codes.h5",
+        "--queries",
+        f"{r}/test.h5:q/feats",
+        "--out",
+        tmp_path / "r.h5",
+    )
     assert "not bits" in msg
     with h5py.File(tmp_path / "short.h5", "w") as f:
         f["codes"] = np.zeros((4, 16), np.uint8)
-    msg = error_of(capsys, "search", "--db", r / "db_codes.h5", "--queries", tmp_path / "short.h5",
-                   "--out", tmp_path / "r.h5")
+    msg = error_of(
+        capsys,
+        "search",
+        "--db",
+        r / "db_codes.h5",
+        "--queries",
+        tmp_path / "short.h5",
+        "--out",
+        tmp_path / "r.h5",
+    )
     assert "--queries holds 16-bit codes but --db holds 24-bit codes" in msg
-    msg = error_of(capsys, "search", "--db", r / "db_codes.h5", "-k", 601, "--queries", f"{r}/q_codes.h5:q",
-                   "--out", tmp_path / "r.h5")
+    msg = error_of(
+        capsys,
+        "search",
+        "--db",
+        r / "db_codes.h5",
+        "-k",
+        601,
+        "--queries",
+        f"{r}/q_codes.h5:q",
+        "--out",
+        tmp_path / "r.h5",
+    )
     assert "-k 601 asks for more neighbours than the database offers (600)" in msg
 
     msg = error_of(capsys, "evaluate", "--ranks", tmp_path / "none.h5", "--labels", f"{r}/test.h5:db/labels")
@@ -255,6 +484,11 @@ def test_every_subcommand_has_help_and_the_module_runs(capsys):
         assert f"usage: skhash {command}" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--features", "x.h5", "--labels", "y.h5", "--out", "m.joblib", "--epochs", "0"])
-    assert exit_info.value.code == 2 and "--epochs: must be a positive integer or 'auto'" in capsys.readouterr().err
-    done = subprocess.run([sys.executable, "-m", "skhash", "search", "--help"], capture_output=True, text=True)
+    assert (
+        exit_info.value.code == 2
+        and "--epochs: must be a positive integer or 'auto'" in capsys.readouterr().err
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "skhash", "search", "--help"], capture_output=True, text=True
+    )
     assert done.returncode == 0 and "usage: skhash search" in done.stdout

@@ -55,7 +55,9 @@ def epoch_rows(stream):
 )
 def test_an_epoch_is_full_batches_of_distinct_rows(n, batch_size, block_rows, window_rows, seed):
     X, y = indexed_rows(n)
-    stream = BatchStream(StreamedRows(X), y, batch_size, CPU, seed, window_rows=window_rows, block_rows=block_rows)
+    stream = BatchStream(
+        StreamedRows(X), y, batch_size, CPU, seed, window_rows=window_rows, block_rows=block_rows
+    )
     b = min(batch_size, n)
     for _ in range(2):
         batches = epoch_rows(stream)
@@ -98,7 +100,9 @@ def test_each_epoch_reads_the_file_once_and_small_data_once_in_all():
         epoch_rows(big)
     assert sum(reads) == 3 * 3000
     reads.clear()
-    small = BatchStream(StreamedRows(X, on_read=reads.append), y, 100, CPU, 0, window_rows=4000, block_rows=50)
+    small = BatchStream(
+        StreamedRows(X, on_read=reads.append), y, 100, CPU, 0, window_rows=4000, block_rows=50
+    )
     for _ in range(3):
         epoch_rows(small)
     assert sum(reads) == 3000  # one window holds it all: read once, reshuffled every epoch
@@ -149,7 +153,9 @@ def h5_data(tmp_path_factory):
     X, y, centers = make_descriptors(
         6000, n_features=64, n_classes=30, noise=1.25, random_state=0, return_centers=True
     )
-    X_db, y_db = make_descriptors(2000, n_features=64, n_classes=30, noise=1.25, centers=centers, random_state=1)
+    X_db, y_db = make_descriptors(
+        2000, n_features=64, n_classes=30, noise=1.25, centers=centers, random_state=1
+    )
     X_q, y_q = make_descriptors(300, n_features=64, n_classes=30, noise=1.25, centers=centers, random_state=2)
     order = np.argsort(y, kind="stable")
     path = tmp_path_factory.mktemp("h5") / "train.h5"
@@ -166,7 +172,9 @@ def h5_data(tmp_path_factory):
 
 def retrieval_map(enc, d):
     nn = HammingNeighbors(n_neighbors=500).fit(enc.transform(d["X_db"]))
-    return mean_average_precision(d["y_q"], d["y_db"], nn.kneighbors(enc.transform(d["X_q"]), return_distance=False))
+    return mean_average_precision(
+        d["y_q"], d["y_db"], nn.kneighbors(enc.transform(d["X_q"]), return_distance=False)
+    )
 
 
 def test_streamed_fit_reaches_the_quality_of_an_in_memory_fit(h5_data, monkeypatch):
@@ -271,8 +279,7 @@ def test_write_codes_leaves_nothing_behind_when_encoding_fails(h5_data, tmp_path
 # peak memory of a streamed fit
 # --------------------------------------------------------------------------------------------------
 
-CHILD = textwrap.dedent(
-    """
+CHILD = textwrap.dedent("""
     import json, resource, sys
     import h5py, numpy as np
     import skhash.encoders._data as data
@@ -301,8 +308,7 @@ CHILD = textwrap.dedent(
         outcome = "MemoryError"
     growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
     print(json.dumps({"outcome": outcome, "growth": growth}))
-    """
-)
+    """)
 
 
 def test_streamed_fit_peak_memory_is_far_below_the_file_size(tmp_path):
@@ -323,7 +329,10 @@ def test_streamed_fit_peak_memory_is_far_below_the_file_size(tmp_path):
 
     def child(mode):
         run = subprocess.run(
-            [sys.executable, "-c", CHILD, str(path), mode, str(limit)], capture_output=True, text=True, timeout=300
+            [sys.executable, "-c", CHILD, str(path), mode, str(limit)],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert run.returncode == 0, run.stderr
         return json.loads(run.stdout.strip().splitlines()[-1])

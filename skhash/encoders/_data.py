@@ -192,7 +192,8 @@ class BatchStream:
         if block_rows is None:
             block_rows = min(window_rows, max(1, STREAM_BLOCK_BYTES // row_bytes))
             chunks = getattr(X, "chunks", None)
-            chunk_rows = chunks[0] if isinstance(chunks, tuple) and chunks and isinstance(chunks[0], int) else 0
+            chunked = isinstance(chunks, tuple) and chunks and isinstance(chunks[0], int)
+            chunk_rows = chunks[0] if chunked else 0
             if 0 < chunk_rows <= window_rows // 8:
                 # Whole HDF5 chunks, so no compressed chunk is decoded twice. Chunks too large for a
                 # window to mix 8 of them are cut instead: memory stays bounded, reads get slower.
@@ -224,10 +225,12 @@ class BatchStream:
     def _windows(self):
         starts = np.arange(0, self.n, self.block_rows)
         self._rng.shuffle(starts)
-        groups = [starts[i : i + self.blocks_per_window] for i in range(0, len(starts), self.blocks_per_window)]
+        per = self.blocks_per_window
+        groups = [starts[i : i + per] for i in range(0, len(starts), per)]
         if len(groups) == 1:
             if self._resident is None:
-                self._resident = self._read_window(groups[0], np.empty((self.window_rows, self.n_features), np.float32))
+                buf = np.empty((self.window_rows, self.n_features), np.float32)
+                self._resident = self._read_window(groups[0], buf)
             yield self._resident
             return
         if self._buffers is None:
