@@ -45,13 +45,15 @@ def timed_shard_search(shard, queries, k):
     return time.perf_counter() - t
 
 
-def median_time(fn, repeats):
-    times = []
+def median_times(fns, repeats):
+    """Median time of each function, the functions interleaved so that load from elsewhere hits all."""
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for fn, acc in zip(fns, times):
+            t = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t)
+    return [statistics.median(acc) for acc in times]
 
 
 def main():
@@ -77,7 +79,9 @@ def main():
         single = HammingNeighbors(n_neighbors=args.k, n_jobs=threads).fit(db)
         t = time.perf_counter()
         sharded = DaskHammingNeighbors(n_neighbors=args.k, client=client).fit(db)
-        print(f"sharded fit (pack, send, build {len(sharded.shards_)} shards): {time.perf_counter() - t:.2f} s")
+        t_fit = time.perf_counter() - t
+        shards = sharded.shards_
+        print(f"sharded fit (pack, send, build {len(sharded.shards_)} shards): {t_fit:.2f} s")
         # Compile the numba kernels everywhere before timing.
         single.kneighbors(queries[:64])
         sharded.kneighbors(queries[:64])
@@ -92,19 +96,19 @@ def main():
             sharded.set_params(query_block_size=b)
             got = sharded.kneighbors(q)
             assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1]), "results differ"
-            t_single = median_time(lambda: single.kneighbors(q), args.repeats)
-            t_sharded = median_time(lambda: sharded.kneighbors(q), args.repeats)
+            searches = [lambda: single.kneighbors(q), lambda: sharded.kneighbors(q)]
+            t_single, t_sharded = median_times(searches, args.repeats)
             # Shards search packed bytes, as kneighbors sends them.
             packed = pack_bits(q)
             scans = []
             for _ in range(args.repeats):
-                futures = [client.submit(timed_shard_search, s, packed, args.k, pure=False) for s in sharded.shards_]
-                scans.append(max(client.gather(futures)))
+                timed = [client.submit(timed_shard_search, sh, packed, args.k, pure=False) for sh in shards]
+                scans.append(max(client.gather(timed)))
             t_scan = statistics.median(scans)
             parts = client.gather(
-                [client.submit(_search_shard, s, packed, args.k, None, pure=False) for s in sharded.shards_]
+                [client.submit(_search_shard, sh, packed, args.k, None, pure=False) for sh in shards]
             )
-            t_merge = median_time(lambda: merge_topk(parts, args.k), args.repeats)
+            (t_merge,) = median_times([lambda: merge_topk(parts, args.k)], args.repeats)
             rest = t_sharded - t_scan - t_merge
             print(
                 f"{b:>6} {1e3 * t_single:>10.1f} {1e3 * t_sharded:>11.1f} {t_sharded / t_single:>6.2f} "
@@ -114,8 +118,9 @@ def main():
         n = args.throughput_queries
         q = queries[:n]
         sharded.set_params(query_block_size=max(blocks))
-        t_single = median_time(lambda: single.kneighbors(q), max(1, args.repeats // 2))
-        t_sharded = median_time(lambda: sharded.kneighbors(q), max(1, args.repeats // 2))
+        runs = max(1, args.repeats // 2)
+        searches = [lambda: single.kneighbors(q), lambda: sharded.kneighbors(q)]
+        t_single, t_sharded = median_times(searches, runs)
         print(
             f"throughput, {n:,} queries in blocks of {max(blocks)}: single {n / t_single:,.0f} q/s, "
             f"sharded {n / t_sharded:,.0f} q/s (ratio {t_sharded / t_single:.2f})"
