@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 _K_MULTIPLE = 64  # code columns are padded to this (zeros) so the kernel's K loop is whole
 _SAMPLE = 8192  # database rows sampled per query to set its cap
-_SCRATCH_BYTES = 1 << 30  # distance chunks and candidate buffers of one query chunk stay under this
+_SCRATCH_BYTES = 1 << 31  # distance chunks and candidate buffers of one query chunk stay under this
 _INT64_MAX = torch.iinfo(torch.int64).max
 
 
@@ -113,9 +113,12 @@ class GpuIndex:
         check it where no GPU is.)
     use_triton : bool, default=None
         Use the fused Triton kernel; ``None`` means when Triton is installed and the device is CUDA.
+    tile : tuple of int, default=(128, 128, 8)
+        The kernel's query rows, database rows and warps per program (``bench_search.py --device cuda``
+        times a few).
     """
 
-    def __init__(self, packed, n_bits, device, use_triton=None):
+    def __init__(self, packed, n_bits, device, use_triton=None, tile=(128, 128, 8)):
         self.device_name = str(device)
         self.device = torch.device(device)
         self.n_bits = int(n_bits)
@@ -125,6 +128,7 @@ class GpuIndex:
         if use_triton is None:
             use_triton = triton_available() and self.device.type == "cuda"
         self.use_triton = bool(use_triton)
+        self.tile = tuple(int(t) for t in tile)
         self.codes = torch.empty((0, self.k_pad), dtype=self.dtype, device=self.device)
         self.append(packed)
 
@@ -195,6 +199,8 @@ class GpuIndex:
 
         def cap_distances(q):
             sample_d = ((self.n_bits - (q @ self.codes[rows].T).to(torch.int32)) // 2).to(torch.int16)
+            if rank < 1024:  # a small top-k is cheaper than sorting the whole sample
+                return torch.topk(sample_d, rank + 1, dim=1, largest=False).values[:, rank].to(torch.int32)
             return torch.sort(sample_d, dim=1).values[:, rank].to(torch.int32)
 
         return cap_distances, buf
@@ -228,7 +234,8 @@ class GpuIndex:
         dot_thr = (self.n_bits - 2 * cap_d).to(torch.float32).contiguous()
         q = q.to(torch.float16) if self.dtype != torch.float16 else q
         db = self.codes if self.dtype == torch.float16 else self.codes.to(torch.float16)
-        bm, bn, bk = 128, 128, 64
+        bm, bn, warps = self.tile
+        bk = _K_MULTIPLE
         num_m = triton.cdiv(n_q, bm)
         # One launch covers at most 2**30 database rows, so every grid and offset stays in range.
         step = 1 << 30
@@ -238,18 +245,17 @@ class GpuIndex:
             _candidates_kernel[grid](
                 q.contiguous(), db[start : start + n_db], dot_thr, ex.contiguous(), counts, keys,
                 n_q, n_db, start, self.n, self.n_bits, buf, num_m,
-                K=self.k_pad, BM=bm, BN=bn, BK=bk, HAS_EXCL=has_excl, num_warps=8,
+                K=self.k_pad, BM=bm, BN=bn, BK=bk, HAS_EXCL=has_excl, num_warps=warps,
             )
 
-    def _db_chunk(self, n_q):
-        """Database rows per distance chunk, for ``n_q`` queries within the scratch budget."""
-        per_row = n_q * (torch.finfo(self.dtype).bits // 8 + 1 + 4)
-        return max(1024, _SCRATCH_BYTES // 2 // per_row)
+    def _db_chunk(self, n_q, bytes_per_entry):
+        """Database rows per distance chunk: ``n_q`` rows of ``bytes_per_entry`` each within budget."""
+        return max(1024, _SCRATCH_BYTES // 2 // (n_q * bytes_per_entry))
 
     def _candidates_torch(self, q, ex, has_excl, cap_d, keys, counts):
         n_q, buf = keys.shape
         dot_thr = (self.n_bits - 2 * cap_d).to(self.dtype)
-        step = self._db_chunk(n_q)
+        step = self._db_chunk(n_q, self.codes.element_size() + 1)  # the dot products and their mask
         rows_all = torch.arange(n_q, device=self.device)
         for start in range(0, self.n, step):
             stop = min(self.n, start + step)
@@ -274,7 +280,7 @@ class GpuIndex:
         """The plain exact path: chunked distances and topk over ``distance * n + index`` keys."""
         n_q = q.shape[0]
         best = torch.full((n_q, 0), _INT64_MAX, dtype=torch.int64, device=self.device)
-        step = self._db_chunk(n_q)
+        step = self._db_chunk(n_q, self.codes.element_size() + 4 + 3 * 8)  # dots, distances, keys
         rows = torch.arange(n_q, device=self.device)
         for start in range(0, self.n, step):
             stop = min(self.n, start + step)
@@ -303,7 +309,7 @@ class GpuIndex:
             nq = q.shape[0]
             rows_all = torch.arange(nq, device=self.device)
             r_parts, d_parts, i_parts = [], [], []
-            step = self._db_chunk(nq)
+            step = self._db_chunk(nq, self.codes.element_size() + 1)
             for start in range(0, self.n, step):
                 stop = min(self.n, start + step)
                 dots = self._dots(q, start, stop)
