@@ -18,11 +18,11 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from . import _search_cpu
-from .codes import n_bytes, pack_bits, pack_words, to_bits
+from .codes import pack_bits, pack_words, to_bits
 
 __all__ = ["HammingNeighbors"]
 

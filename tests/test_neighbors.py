@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
 from sklearn.neighbors import NearestNeighbors
 
-from skhash import _search_cpu, _search_gpu
+from skhash import _search_gpu
 from skhash.codes import hamming_distances, pack_bits
 from skhash.neighbors import HammingNeighbors
 
@@ -353,10 +353,12 @@ def test_gpu_algorithm_on_torch_cpu_tensors(plan, monkeypatch):
     db[100:400] = db[1]
     queries = np.vstack([random_codes(rng, 6, n_bits), db[[1, 2]]])
     index = _search_gpu.GpuIndex(pack_bits(db), n_bits, "cpu", use_triton=False)
-    if plan == "too tight":
-        monkeypatch.setattr(index, "_cap_plan", lambda k: (lambda q: torch.zeros(len(q), dtype=torch.int32), n))
-    if plan == "overflow":
-        monkeypatch.setattr(index, "_cap_plan", lambda k: (lambda q: torch.full((len(q),), n_bits, dtype=torch.int32), k + 3))
+    if plan == "too tight":  # cap 0: fewer than k candidates for most queries
+        zero_cap = lambda q: torch.zeros(len(q), dtype=torch.int32)  # noqa: E731
+        monkeypatch.setattr(index, "_cap_plan", lambda k: (zero_cap, n))
+    if plan == "overflow":  # every row a candidate, buffers of k + 3
+        full_cap = lambda q: torch.full((len(q),), n_bits, dtype=torch.int32)  # noqa: E731
+        monkeypatch.setattr(index, "_cap_plan", lambda k: (full_cap, k + 3))
     got = index.kneighbors(pack_bits(queries), k, np.full(len(queries), -1))
     assert_same(got, cpu_reference(db, queries, k))
     got_self = index.kneighbors(pack_bits(db[:5]), k, np.arange(5))
