@@ -6,9 +6,10 @@ A :class:`~distributed.LocalCluster` is the embedded default (:func:`get_client`
 ``local_cluster=N``); the same code runs on a real cluster given its scheduler's address.
 
 - :func:`decision_function_dask` / :func:`transform_dask`: a fitted encoder applied lazily to a dask
-  array; the result can be computed, written with :func:`save_codes`, or stored with dask's own
-  ``to_zarr`` / ``to_hdf5``.
-- :func:`from_features`: a dask array over an HDF5 data set or ``.npy`` file that workers read by path.
+  array; compute the result, store it with dask's own ``to_zarr``, or write it to HDF5 as ``skhash
+  encode`` does with :func:`write_codes_dask`.
+- :func:`from_features` / :func:`from_codes`: dask arrays over HDF5 data sets or ``.npy`` files that
+  workers read by path.
 - :class:`DaskHammingNeighbors`: exact k-NN with the database split into shards, each held by a worker
   as a fitted :class:`skhash.neighbors.HammingNeighbors`; query blocks go to every shard and the
   per-shard top-k are merged by ``(distance, global index)``, so results equal the single-machine
@@ -17,6 +18,7 @@ A :class:`~distributed.LocalCluster` is the embedded default (:func:`get_client`
 Fitting needs nothing from this module: an encoder's ``fit`` already streams a dask array in row blocks.
 """
 
+import contextlib
 import logging
 import numbers
 import os
@@ -34,8 +36,8 @@ __all__ = [
     "decision_function_dask",
     "transform_dask",
     "from_features",
-    "save_codes",
-    "encode_features",
+    "from_codes",
+    "write_codes_dask",
     "DaskHammingNeighbors",
 ]
 
@@ -134,34 +136,40 @@ def get_client(scheduler=None, local_cluster=None, *, threads_per_worker=None, t
 # ----------------------------------------------------------------------------------------------------
 
 
+def _n_bits(encoder):
+    """Code length of a fitted encoder, or of a Pipeline ending in one."""
+    final = encoder.steps[-1][1] if hasattr(encoder, "steps") else encoder
+    check_is_fitted(final, "coef_")
+    return int(final.coef_.shape[1])
+
+
 def _check_features(encoder, X):
-    check_is_fitted(encoder, "coef_")
     if not is_dask_array(X):
         raise TypeError(
             f"X must be a dask.array.Array, got {type(X).__name__}; call encoder.transform on numpy data."
         )
+    n_bits = _n_bits(encoder)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}.")
-    if X.shape[1] != encoder.n_features_in_:
+    expected = getattr(encoder, "n_features_in_", None)
+    if expected is not None and X.shape[1] != expected:
         raise ValueError(
-            f"X has {X.shape[1]} features, but {type(encoder).__name__} is expecting "
-            f"{encoder.n_features_in_} features as input."
+            f"X has {X.shape[1]} features, but {type(encoder).__name__} is expecting {expected} features "
+            "as input."
         )
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-        raise TypeError(f"X must be numeric, got dtype {X.dtype}.")
     if X.numblocks[1] > 1:
         # A code needs every feature of its row: blocks must span all columns.
         X = X.rechunk({1: -1})
-    return X
+    return X, n_bits
 
 
 def _decision_block(block, encoder):
-    # The encoder's own numpy path, so a block's codes are the bytes transform() gives for those rows.
+    # The encoder's own numpy path, so a block's values are those decision_function gives those rows.
     return encoder.decision_function(block)
 
 
 def _bits_block(block, encoder, packed):
-    bits = (encoder.decision_function(block) > 0).astype(np.uint8)
+    bits = np.asarray(encoder.transform(block), dtype=np.uint8)
     return pack_bits(bits) if packed else bits
 
 
@@ -180,8 +188,7 @@ def decision_function_dask(encoder, X):
     """
     import dask
 
-    X = _check_features(encoder, X)
-    n_bits = encoder.coef_.shape[1]
+    X, n_bits = _check_features(encoder, X)
     # One graph key for the encoder rather than a copy of its weights inside every task.
     enc = dask.delayed(encoder, pure=True)
     meta = np.empty((0, 0), np.float32)
@@ -191,12 +198,12 @@ def decision_function_dask(encoder, X):
 def transform_dask(encoder, X, *, packed=False):
     """Lazy binary codes of a fitted encoder over a dask array, block by block.
 
-    Each block is encoded by the encoder's own numpy ``transform`` path, so the codes are bit for bit
-    those of ``encoder.transform(X.compute())``.
+    Each block goes through the encoder's own ``transform``, so the codes are those of
+    ``encoder.transform(X.compute())`` (see the note on tiny blocks below).
 
     Parameters
     ----------
-    encoder : fitted skhash encoder
+    encoder : fitted skhash encoder, or a Pipeline ending in one
     X : dask.array.Array of shape (n_samples, n_features)
     packed : bool, default=False
         Return codes packed 8 bits per byte (:func:`skhash.codes.pack_bits`) instead of one byte per bit.
@@ -204,27 +211,34 @@ def transform_dask(encoder, X, *, packed=False):
     Returns
     -------
     codes : dask.array.Array of dtype uint8
-        Shape ``(n_samples, n_bits)``, or ``(n_samples, ceil(n_bits / 8))`` when ``packed``.
+        Shape ``(n_samples, n_bits)``, or ``(n_samples, ceil(n_bits / 8))`` when ``packed``; the row
+        blocks of ``X``. Compute it, write it with :func:`write_codes_dask`, or ``codes.to_zarr(path)``.
+
+    Notes
+    -----
+    OpenBLAS multiplies blocks of 1 to 3 rows with other kernels than larger ones, so their float32
+    values can differ in the last bit from the same rows inside a larger block (numpy's own
+    ``transform(X[:1])`` and ``transform(X)[:1]`` differ the same way); a bit can flip only where a value
+    is within about 1e-7 of zero. Blocks of thousands of rows, as dask arrays have, are unaffected.
 
     Examples
     --------
     >>> import dask.array as da
     >>> from sklearn.datasets import load_digits
     >>> from skhash import OrthoHashEncoder
+    >>> from skhash.codes import pack_bits
     >>> from skhash.dask import transform_dask
     >>> X, y = load_digits(return_X_y=True)
     >>> enc = OrthoHashEncoder(n_bits=16, max_epochs=2, device="cpu", random_state=0).fit(X, y)
     >>> codes = transform_dask(enc, da.from_array(X, chunks=500), packed=True)
     >>> codes.shape, codes.dtype, codes.numblocks
     ((1797, 2), dtype('uint8'), (4, 1))
-    >>> from skhash.codes import pack_bits
     >>> bool((codes.compute() == pack_bits(enc.transform(X))).all())
     True
     """
     import dask
 
-    X = _check_features(encoder, X)
-    n_bits = encoder.coef_.shape[1]
+    X, n_bits = _check_features(encoder, X)
     width = n_bytes(n_bits) if packed else n_bits
     enc = dask.delayed(encoder, pure=True)
     meta = np.empty((0, 0), np.uint8)
@@ -233,11 +247,25 @@ def transform_dask(encoder, X, *, packed=False):
     )
 
 
-class _FeatureRows:
-    """Rows of a feature file opened by path wherever it is read, so a graph holding it pickles.
+@contextlib.contextmanager
+def _opened(spec):
+    """A feature or code file opened read-only for the duration of a ``with`` block."""
+    from .datasets import open_h5
 
-    An ``h5py.Dataset`` cannot be sent to a worker process; its path can. Each process opens the file
-    once, on first read.
+    arr = open_h5(spec)
+    try:
+        yield arr
+    finally:
+        # A file left open keeps HDF5's lock: nobody could write it until the worker exits.
+        if getattr(arr, "file", None) is not None:
+            arr.file.close()
+
+
+class _FileRows:
+    """Rows of a feature or code file, opened by path wherever they are read, so a graph holding it pickles.
+
+    An ``h5py.Dataset`` cannot be sent to a worker process; its path can. The file is opened for each
+    read (a millisecond against a block of thousands of rows) and closed again.
     """
 
     def __init__(self, spec, shape, dtype):
@@ -245,21 +273,30 @@ class _FeatureRows:
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
         self.ndim = len(self.shape)
-        self._array = None
-
-    def __getstate__(self):
-        return {**self.__dict__, "_array": None}
 
     def __getitem__(self, key):
-        if self._array is None:
-            from .datasets import open_h5
+        with _opened(self.spec) as arr:
+            return np.array(arr[key])
 
-            self._array = open_h5(self.spec)
-        return np.asarray(self._array[key])
+
+def _rows_array(arr, spec, block_rows):
+    import dask.array as da
+
+    if len(arr.shape) != 2:
+        raise ValueError(f"{os.fspath(spec)!r} holds an array of shape {arr.shape}; expected 2-D rows.")
+    if block_rows is None:
+        block_rows = FEATURE_BLOCK_ROWS
+        file_chunks = getattr(arr, "chunks", None)
+        if isinstance(file_chunks, tuple) and file_chunks and file_chunks[0]:
+            # Whole HDF5 chunks per block, so no compressed chunk is decoded twice.
+            block_rows = max(file_chunks[0], block_rows // file_chunks[0] * file_chunks[0])
+    block_rows = _check_positive_int(block_rows, "block_rows")
+    rows = _FileRows(spec, arr.shape, arr.dtype)
+    return da.from_array(rows, chunks=(block_rows, arr.shape[1]), asarray=False, fancy=False)
 
 
 def from_features(spec, *, block_rows=None):
-    """A dask array over a feature (or code) file that each worker reads by path.
+    """A dask array over a feature file that each worker reads by path.
 
     Parameters
     ----------
@@ -274,128 +311,156 @@ def from_features(spec, *, block_rows=None):
     -------
     X : dask.array.Array of shape (n_samples, n_features)
     """
-    import dask.array as da
-
-    from .datasets import open_h5
-
-    arr = open_h5(spec)
-    if len(arr.shape) != 2:
-        raise ValueError(f"{os.fspath(spec)!r} holds an array of shape {arr.shape}; expected 2-D rows.")
-    if block_rows is None:
-        block_rows = FEATURE_BLOCK_ROWS
-        file_chunks = getattr(arr, "chunks", None)
-        if isinstance(file_chunks, tuple) and file_chunks and file_chunks[0]:
-            block_rows = max(file_chunks[0], block_rows // file_chunks[0] * file_chunks[0])
-    if isinstance(block_rows, bool) or not isinstance(block_rows, numbers.Integral) or block_rows < 1:
-        raise ValueError(f"block_rows must be a positive integer, got {block_rows!r}.")
-    rows = _FeatureRows(spec, arr.shape, arr.dtype)
-    return da.from_array(rows, chunks=(int(block_rows), arr.shape[1]), asarray=False, fancy=False)
+    with _opened(spec) as arr:
+        return _rows_array(arr, spec, block_rows)
 
 
-def _split_spec(spec):
-    spec = os.fspath(spec)
-    if spec.endswith(".npy"):
-        return spec, None
-    path, sep, key = spec.rpartition(":")
-    if not sep or not path or key.startswith(("/", "\\")) or not key:
-        return spec, "codes"
-    return path, key
+def from_codes(spec, *, block_rows=None):
+    """A dask array of packed codes over a code file, read by path on the workers.
 
-
-def save_codes(codes, spec, *, client=None):
-    """Compute a dask array block by block and write it to an HDF5 data set or a ``.npy`` file.
-
-    Blocks are computed on the workers and written by this process as they arrive, a few at a time, so
-    memory stays at a few blocks whatever the array's size. (HDF5 files cannot be written from several
-    processes at once; for Zarr, which can, use ``codes.to_zarr(path)`` directly.)
+    The file is read as :func:`skhash.datasets.read_codes` reads it: a data set written by ``skhash
+    encode`` (its attributes say whether it is packed and how many bits it holds), or any 2-D matrix of
+    ``{0, 1}`` columns, which is packed block by block.
 
     Parameters
     ----------
-    codes : dask.array.Array of shape (n_samples, width)
     spec : str or path-like
-        ``"out.h5:key"`` (``"out.h5"`` alone means key ``"codes"``; the file is created or appended to,
-        an existing key is an error) or ``"out.npy"``.
-    client : distributed.Client, default=None
-        Where blocks are computed; ``None`` uses the current client if there is one, else dask's local
-        scheduler.
+        ``"codes.h5:key"`` or ``"codes.npy"``.
+    block_rows : int, default=None
+        Rows per block; see :func:`from_features`.
 
     Returns
     -------
-    shape : tuple
-        Shape of the data written.
+    packed : dask.array.Array of shape (n_samples, ceil(n_bits / 8)), dtype uint8
+    n_bits : int
     """
+    with _opened(spec) as arr:
+        X = _rows_array(arr, spec, block_rows)
+        attrs = dict(getattr(arr, "attrs", {}))
+        shape, dtype = arr.shape, arr.dtype
+    if bool(attrs.get("packed", False)):
+        n_bits = int(attrs["n_bits"])
+        if dtype != np.uint8 or shape[1] != n_bytes(n_bits):
+            raise ValueError(
+                f"{os.fspath(spec)!r}: packed {n_bits}-bit codes must be uint8 of width {n_bytes(n_bits)}, "
+                f"got {dtype} of width {shape[1]}."
+            )
+        return X, n_bits
+    if not (dtype == bool or np.issubdtype(dtype, np.integer)):
+        raise ValueError(f"{os.fspath(spec)!r} holds {dtype} values; codes are {{0, 1}} columns.")
+    chunks = (X.chunks[0], (n_bytes(shape[1]),))
+    packed = X.map_blocks(_pack_bit_columns, dtype=np.uint8, chunks=chunks, meta=np.empty((0, 0), np.uint8))
+    return packed, int(shape[1])
+
+
+def _pack_bit_columns(block):
+    if block.size and (block.min() < 0 or block.max() > 1):
+        raise ValueError(
+            "A code file without the 'packed' attribute must hold {0, 1} columns, one per bit; this one "
+            "holds other values. Write codes with skhash encode or skhash.datasets.write_codes."
+        )
+    return pack_bits(block)
+
+
+def _computed_blocks(array, client):
+    """Yield ``(start, stop, numpy block)`` over a dask array's row blocks, in order, a few in flight."""
     import dask
 
-    if not is_dask_array(codes):
-        raise TypeError(f"codes must be a dask array, got {type(codes).__name__}.")
-    if codes.ndim != 2 or any(np.isnan(c) for c in codes.shape):
-        raise ValueError(f"codes must be 2-D with known shape, got {codes.shape}.")
-    if codes.numblocks[1] > 1:
-        codes = codes.rechunk({1: -1})
-    path, key = _split_spec(spec)
+    blocks = array.to_delayed().ravel()
+    starts = np.concatenate([[0], np.cumsum(array.chunks[0])]).astype(int)
+    n_workers = len(client.scheduler_info()["workers"]) if client is not None else os.cpu_count() or 1
+    window = 2 * max(1, n_workers)
+    if client is not None:
+        futures = client.compute(list(blocks[:window]))
+        for i in range(len(blocks)):
+            if i + window < len(blocks):
+                futures.append(client.compute(blocks[i + window]))
+            yield starts[i], starts[i + 1], futures[i].result()
+            futures[i] = None  # let the block go once written
+    else:
+        for lo in range(0, len(blocks), window):
+            for i, block in zip(range(lo, len(blocks)), dask.compute(*blocks[lo : lo + window])):
+                yield starts[i], starts[i + 1], block
+
+
+def write_codes_dask(
+    encoder, X, path_or_group, key="codes", *, packed=True, overwrite=False, progress=False, attrs=None,
+    client=None,
+):
+    """Encode a dask array (or a feature file) on Dask and write the codes into an HDF5 data set.
+
+    The Dask form of :func:`skhash.datasets.write_codes`, with the same output: a ``uint8`` data set
+    with attributes ``n_bits`` and ``packed`` that :func:`~skhash.datasets.read_codes` and ``skhash
+    search`` read back. The workers read and encode the blocks; this process writes them as they
+    arrive, a few blocks in flight, since an HDF5 file cannot be written by several processes at once
+    (for Zarr, which can, use ``transform_dask(encoder, X).to_zarr(path)``). Only codes travel: a
+    thousandth of the features' bytes at 2048-d float32 and 64 bits.
+
+    Parameters
+    ----------
+    encoder : fitted skhash encoder, or a Pipeline ending in one
+    X : dask.array.Array of shape (n_samples, n_features), or str
+        Descriptors; a string is a feature file spec for :func:`from_features`.
+    path_or_group : str, path-like or h5py.Group
+        HDF5 file (created if missing, opened for appending otherwise) or an open group.
+    key : str, default="codes"
+    packed : bool, default=True
+        Packed bytes (8 bits per byte) rather than one ``uint8`` column per bit.
+    overwrite : bool, default=False
+        Replace an existing data set ``key`` instead of refusing.
+    progress : bool, default=False
+        Show a tqdm progress bar over the rows.
+    attrs : dict, default=None
+        More attributes to store on the data set.
+    client : distributed.Client, default=None
+        ``None`` uses the current client if there is one, else dask's local scheduler.
+
+    Raises
+    ------
+    ValueError
+        As :func:`~skhash.datasets.write_codes`; nothing is left behind when encoding fails part-way.
+    """
+    from tqdm.auto import tqdm
+
+    from .datasets import CODES_CHUNK_ROWS, _output_group
+
+    if isinstance(X, (str, os.PathLike)):
+        X = from_features(X)
+    codes = transform_dask(encoder, X, packed=packed)
+    n = int(codes.shape[0])
+    if n == 0:
+        raise ValueError("X has no rows; there is nothing to encode.")
     if client is None:
         try:
             client = _import_distributed().default_client()
         except ValueError:
             client = None
-
-    blocks = codes.to_delayed().ravel()
-    starts = np.concatenate([[0], np.cumsum(codes.chunks[0])])
-    h5file = None
+    group, to_close = _output_group(path_or_group)
     try:
-        if key is None:
-            out = np.lib.format.open_memmap(path, mode="w+", dtype=codes.dtype, shape=codes.shape)
-        else:
-            import h5py
-
-            h5file = h5py.File(path, "a")
-            if key in h5file:
-                raise ValueError(f"{path!r} already holds {key!r}; pick another key or file.")
-            out = h5file.create_dataset(key, shape=codes.shape, dtype=codes.dtype)
-        n_workers = len(client.scheduler_info()["workers"]) if client is not None else os.cpu_count() or 1
-        window = 2 * max(1, n_workers)
-        for lo in range(0, len(blocks), window):
-            group = list(range(lo, min(len(blocks), lo + window)))
-            if client is not None:
-                results = client.gather(client.compute([blocks[i] for i in group]))
-            else:
-                results = dask.compute(*[blocks[i] for i in group])
-            for i, block in zip(group, results):
-                out[starts[i] : starts[i + 1]] = block
-        if key is None:
-            out.flush()
+        if key in group:
+            if not overwrite:
+                raise ValueError(
+                    f"{group.file.filename}: data set {key!r} exists; pass overwrite=True to replace it."
+                )
+            del group[key]
+        width = int(codes.shape[1])
+        out = group.create_dataset(
+            key, shape=(n, width), dtype=np.uint8, chunks=(min(n, CODES_CHUNK_ROWS), width)
+        )
+        out.attrs["n_bits"] = _n_bits(encoder)
+        out.attrs["packed"] = bool(packed)
+        out.attrs.update(attrs or {})
+        try:
+            with tqdm(total=n, desc="encode", unit="rows", disable=not progress, unit_scale=True) as bar:
+                for lo, hi, block in _computed_blocks(codes, client):
+                    out[lo:hi] = block
+                    bar.update(hi - lo)
+        except BaseException:
+            del group[key]  # a half-written data set would pass for a whole one
+            raise
     finally:
-        if h5file is not None:
-            h5file.close()
-    return tuple(int(s) for s in codes.shape)
-
-
-def encode_features(encoder, features, output, *, packed=True, client=None, block_rows=None):
-    """Encode a feature file with a fitted encoder on Dask and write the codes to a file.
-
-    The one-call form of ``save_codes(transform_dask(encoder, from_features(features)), output)``: the
-    ``skhash encode`` command's Dask path.
-
-    Parameters
-    ----------
-    encoder : fitted skhash encoder
-    features : str or path-like
-        Input spec for :func:`from_features` (``"feats.h5:key"`` or ``"feats.npy"``).
-    output : str or path-like
-        Output spec for :func:`save_codes` (``"codes.h5:key"`` or ``"codes.npy"``).
-    packed : bool, default=True
-        Write packed codes (8 bits per byte) rather than one byte per bit.
-    client : distributed.Client, default=None
-    block_rows : int, default=None
-        Rows per task; see :func:`from_features`.
-
-    Returns
-    -------
-    shape : tuple
-        Shape of the codes written.
-    """
-    X = from_features(features, block_rows=block_rows)
-    return save_codes(transform_dask(encoder, X, packed=packed), output, client=client)
+        if to_close is not None:
+            to_close.close()
 
 
 # ----------------------------------------------------------------------------------------------------

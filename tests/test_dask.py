@@ -18,12 +18,12 @@ from skhash.codes import pack_bits
 from skhash.dask import (
     DaskHammingNeighbors,
     decision_function_dask,
-    encode_features,
+    from_codes,
     from_features,
     get_client,
     merge_topk,
-    save_codes,
     transform_dask,
+    write_codes_dask,
 )
 from skhash.neighbors import HammingNeighbors
 
@@ -129,8 +129,10 @@ def test_fit_streams_a_dask_array_as_it_streams_hdf5(tmp_path):
     np.testing.assert_array_equal(from_dask.intercept_, from_hdf5.intercept_)
 
 
-def test_encode_features_writes_hdf5_and_npy(client, encoder, digits_split, tmp_path, monkeypatch):
+def test_write_codes_dask_matches_write_codes(client, encoder, digits_split, tmp_path, monkeypatch):
     import h5py
+
+    from skhash.datasets import read_codes, write_codes
 
     _, Xte, _, _ = digits_split
     feats = tmp_path / "feats.h5"
@@ -140,14 +142,34 @@ def test_encode_features_writes_hdf5_and_npy(client, encoder, digits_split, tmp_
     monkeypatch.setattr(skhash.dask, "FEATURE_BLOCK_ROWS", 100)
     X = from_features(f"{feats}:x")
     assert X.chunks[0][:-1] == (64,) * 8  # default blocks are whole HDF5 chunks
-    shape = encode_features(encoder, f"{feats}:x", f"{tmp_path / 'codes.h5'}:db/codes", client=client)
-    assert shape == (len(Xte), 4)
+    out = tmp_path / "codes.h5"
+    for packed in (True, False):
+        write_codes(encoder, Xte.astype(np.float32), out, f"local{packed}", packed=packed, attrs={"a": 1})
+        write_codes_dask(encoder, X, out, f"dask{packed}", packed=packed, attrs={"a": 1}, client=client)
+        with h5py.File(out, "r") as f:
+            local, remote = f[f"local{packed}"], f[f"dask{packed}"]
+            np.testing.assert_array_equal(remote[...], local[...])
+            assert dict(remote.attrs) == dict(local.attrs) and remote.chunks == local.chunks
+        codes, n_bits = from_codes(f"{out}:dask{packed}", block_rows=50)
+        np.testing.assert_array_equal(codes.compute(), read_codes(f"{out}:local{packed}")[0])
+        assert n_bits == 32
+    np.save(tmp_path / "feats.npy", Xte)
+    np.testing.assert_array_equal(from_features(tmp_path / "feats.npy", block_rows=128).compute(), Xte)
+    # A feature spec works in place of a dask array; an existing key needs overwrite=True.
+    with pytest.raises(ValueError, match="exists"):
+        write_codes_dask(encoder, f"{feats}:x", out, "daskTrue", client=client)
+    write_codes_dask(encoder, f"{feats}:x", out, "daskTrue", overwrite=True, client=client)
+
+
+def test_write_codes_dask_leaves_nothing_behind_on_failure(client, encoder, tmp_path):
+    import h5py
+
+    X = da.from_array(np.ones((300, 64), np.float32), chunks=100)
+    X[150, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        write_codes_dask(encoder, X, tmp_path / "codes.h5", client=client)
     with h5py.File(tmp_path / "codes.h5", "r") as f:
-        np.testing.assert_array_equal(f["db/codes"][...], pack_bits(encoder.transform(Xte)))
-    save_codes(transform_dask(encoder, X), tmp_path / "bits.npy", client=client)
-    np.testing.assert_array_equal(np.load(tmp_path / "bits.npy"), encoder.transform(Xte))
-    with pytest.raises(ValueError, match="already holds"):
-        encode_features(encoder, f"{feats}:x", f"{tmp_path / 'codes.h5'}:db/codes", client=client)
+        assert "codes" not in f
 
 
 # -------------------------------------------------------------------------------------------------- search
