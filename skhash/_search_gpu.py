@@ -21,6 +21,7 @@ in a database full of duplicates) is answered by the plain exact path instead: c
 """
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -125,6 +126,7 @@ class GpuIndex:
         self.k_pad = -(-self.n_bits // _K_MULTIPLE) * _K_MULTIPLE
         # fp16 holds every integer up to 2,048 exactly: wider codes need fp32 results.
         self.dtype = torch.float16 if self.n_bits <= 2048 else torch.float32
+        self._triton_chosen = use_triton is None
         if use_triton is None:
             use_triton = triton_available() and self.device.type == "cuda"
         self.use_triton = bool(use_triton)
@@ -219,8 +221,22 @@ class GpuIndex:
         keys = torch.full((n_q, buf), torch.iinfo(key_dtype).max, dtype=key_dtype, device=self.device)
         counts = torch.zeros(n_q, dtype=torch.int32, device=self.device)
         if self.use_triton:
-            self._candidates_triton(q, ex, has_excl, cap_d, keys, counts)
-        else:
+            try:
+                self._candidates_triton(q, ex, has_excl, cap_d, keys, counts)
+            except Exception as exc:  # e.g. a Triton build that cannot compile the kernel for this GPU
+                if not self._triton_chosen:
+                    raise
+                # Chosen automatically: keep searching, exactly, on the torch path, and say so once.
+                warnings.warn(
+                    f"The Triton candidate kernel failed ({type(exc).__name__}: {exc}); searching with the "
+                    "torch path instead (exact, slower).",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                self.use_triton = False
+                keys.fill_(torch.iinfo(keys.dtype).max)
+                counts.zero_()
+        if not self.use_triton:
             self._candidates_torch(q, ex, has_excl, cap_d, keys, counts)
         # Only the filled columns need sorting (one sync; the buffer is sized for the worst case).
         width = int(min(buf, max(k, int(counts.max()))))

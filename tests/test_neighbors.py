@@ -370,6 +370,27 @@ def test_gpu_algorithm_on_torch_cpu_tensors(plan, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_gpu_falls_back_to_torch_when_the_kernel_fails(monkeypatch):
+    rng = np.random.default_rng(0)
+    db = random_codes(rng, 500, 30, n_distinct=50)
+    queries = random_codes(rng, 4, 30)
+    index = _search_gpu.GpuIndex(pack_bits(db), 30, "cpu")  # kernel chosen automatically
+    index.use_triton = True  # as on a CUDA device with Triton installed
+
+    def broken(*args):
+        raise RuntimeError("no kernel for this GPU")
+
+    monkeypatch.setattr(index, "_candidates_triton", broken)
+    with pytest.warns(RuntimeWarning, match="torch path"):
+        got = index.kneighbors(pack_bits(queries), 7, np.full(4, -1))
+    assert_same(got, cpu_reference(db, queries, 7))
+    assert not index.use_triton
+    explicit = _search_gpu.GpuIndex(pack_bits(db), 30, "cpu", use_triton=True)
+    monkeypatch.setattr(explicit, "_candidates_triton", broken)
+    with pytest.raises(RuntimeError, match="no kernel"):
+        explicit.kneighbors(pack_bits(queries), 7, np.full(4, -1))
+
+
 @cuda
 @pytest.mark.gpu
 @pytest.mark.parametrize("use_triton", [False] + ([True] if _search_gpu.triton_available() else []))
