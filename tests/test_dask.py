@@ -80,6 +80,17 @@ def test_transform_dask_is_lazy_and_checks_shape(encoder):
         transform_dask(encoder, np.zeros((10, 64)))
 
 
+def test_transform_dask_accepts_a_pipeline(client, digits_split):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    Xtr, Xte, ytr, _ = digits_split
+    encoder = OrthoHashEncoder(n_bits=16, max_epochs=2, device="cpu", random_state=0)
+    pipe = make_pipeline(StandardScaler(), encoder).fit(Xtr, ytr)
+    codes = transform_dask(pipe, da.from_array(Xte, chunks=200), packed=True)
+    np.testing.assert_array_equal(codes.compute(), pack_bits(pipe.transform(Xte)))
+
+
 def test_parallel_post_fit_transform_matches(client, encoder, digits_split):
     from dask_ml.wrappers import ParallelPostFit
 
