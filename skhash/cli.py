@@ -60,10 +60,9 @@ def _read_labels(spec, what="--labels"):
         raise InputError(
             f"{what} {spec}: labels must be 1-D, or a 2-D 0/1 indicator matrix; got shape {y.shape}."
         )
-    if y.dtype.kind in "SO":  # h5py returns variable-length strings as bytes
-        y = np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in y.reshape(-1)]).reshape(
-            y.shape
-        )
+    if y.dtype.kind in "SO":  # h5py returns strings as bytes
+        text = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in y.reshape(-1)]
+        y = np.array(text).reshape(y.shape)
     return y
 
 
@@ -93,7 +92,8 @@ def _load_model(path):
     try:
         model = joblib.load(path)
     except Exception as exc:  # a foreign or truncated file fails in many ways (KeyError 72 for an HDF5 file)
-        raise InputError(f"{path}: not a model saved by 'skhash fit' or joblib.dump ({exc}).") from exc
+        reason = f"{type(exc).__name__}: {exc}"
+        raise InputError(f"{path}: not a model saved by 'skhash fit' or joblib.dump ({reason}).") from exc
     if not (hasattr(model, "transform") and hasattr(model, "recalibrate") and hasattr(model, "coef_")):
         raise InputError(
             f"{path}: holds a {type(model).__name__}, not a fitted skhash encoder; make one with "
@@ -139,8 +139,8 @@ def _scale(value):
         raise argparse.ArgumentTypeError(f"must be a positive number or 'auto', got {value!r}") from None
 
 
-def make_encoder(args):
-    """The encoder the ``fit`` arguments describe (exposed so tests build the same one in Python)."""
+def _make_encoder(args):
+    """The encoder the ``fit`` arguments describe."""
     from . import CSQEncoder, GreedyHashEncoder, OrthoHashEncoder
 
     common = dict(
@@ -178,7 +178,7 @@ def cmd_fit(args):
             f"--features has {X.shape[0]} rows but --labels has {len(y)}; they must describe the same "
             "samples."
         )
-    encoder = make_encoder(args)
+    encoder = _make_encoder(args)
     _say(
         args, f"fitting {type(encoder).__name__} ({args.bits} bits) on {X.shape[0]:,} x {X.shape[1]} features"
     )

@@ -223,6 +223,10 @@ def test_non_finite_rows_in_a_file_are_reported(tmp_path):
     enc = OrthoHashEncoder(n_bits=8, device="cpu", max_epochs=1, random_state=0)
     with pytest.raises(ValueError, match=r"NaN or infinity in rows \d+\.\.\d+"):
         enc.fit(f["X"], y)
+    fitted = OrthoHashEncoder(n_bits=8, device="cpu", max_epochs=1, random_state=0).fit(X[:2000], y[:2000])
+    with pytest.raises(ValueError, match=r"NaN or infinity in rows 0\.\.2999"):
+        fitted.recalibrate(f["X"])  # a NaN here would silently turn every code into garbage
+    assert np.isfinite(fitted.intercept_).all()
     with pytest.raises(ValueError, match="dtype .*features must be numbers"):
         enc.fit(f["s"], y)
 

@@ -93,9 +93,11 @@ def iter_row_chunks(X, chunk_rows):
 
     A chunk holds at most ``chunk_rows`` rows and, for wide features, fewer: at most about
     ``INFERENCE_CHUNK_BYTES`` of float32, so reading a file of 2048-d descriptors costs tens of MiB
-    rather than ``chunk_rows * 8 KiB``.
+    rather than ``chunk_rows * 8 KiB``. Chunks of a streamed ``X`` are checked for NaN and infinity, which
+    ``validate_data`` checks for arrays in memory.
     """
-    if is_streamed(X):
+    streamed = is_streamed(X)
+    if streamed:
         check_stream_dtype(X)
     n = X.shape[0]
     row_bytes = 4 * int(np.prod(X.shape[1:], dtype=np.int64)) if len(X.shape) > 1 else 4
@@ -104,7 +106,23 @@ def iter_row_chunks(X, chunk_rows):
         block = X[start : min(n, start + chunk_rows)]
         if hasattr(block, "compute"):
             block = block.compute()
+        if streamed:
+            check_finite(block, start)
         yield start, block
+
+
+def check_finite(block, start):
+    """Raise if rows ``start..`` of a streamed block hold NaN or infinity (one pass when they do not)."""
+    # A sum is finite only if every term is: scikit-learn's trick, with no boolean array.
+    if (
+        np.issubdtype(block.dtype, np.floating)
+        and not np.isfinite(block.sum())
+        and not np.isfinite(block).all()
+    ):
+        raise ValueError(
+            f"X contains NaN or infinity in rows {start}..{start + len(block) - 1}; the features must be "
+            "finite."
+        )
 
 
 def steps_per_epoch(n_samples, batch_size):
@@ -213,11 +231,7 @@ class BatchStream:
             stop = min(self.n, s + self.block_rows)
             out = buf[m : m + stop - s]
             read_rows(self.X, s, stop, out)
-            # A sum is finite only if every term is: one pass, no boolean array (scikit-learn's trick).
-            if not np.isfinite(out.sum()) and not np.isfinite(out).all():
-                raise ValueError(
-                    f"X contains NaN or infinity in rows {s}..{stop - 1}; the features must be finite."
-                )
+            check_finite(out, s)
             rows.append(np.arange(s, stop))
             m += stop - s
         return buf[:m], self.y[np.concatenate(rows)]
