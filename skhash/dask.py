@@ -362,25 +362,27 @@ def _pack_bit_columns(block):
     return pack_bits(block)
 
 
-def _computed_blocks(array, client):
-    """Yield ``(start, stop, numpy block)`` over a dask array's row blocks, in order, a few in flight."""
-    import dask
+def _computed_rows(array, client):
+    """Yield ``(start, stop, numpy rows)`` over a dask array, a window of blocks at a time, in order.
 
-    blocks = array.to_delayed().ravel()
-    starts = np.concatenate([[0], np.cumsum(array.chunks[0])]).astype(int)
+    The next window computes while this one is handed out, so workers never wait for the caller; each
+    window's graph is cut from the array (``.blocks``), so the cost per window does not grow with the
+    array's number of blocks.
+    """
+    bounds = np.concatenate([[0], np.cumsum(array.chunks[0])]).astype(int)
     n_workers = len(client.scheduler_info()["workers"]) if client is not None else os.cpu_count() or 1
-    window = 2 * max(1, n_workers)
-    if client is not None:
-        futures = client.compute(list(blocks[:window]))
-        for i in range(len(blocks)):
-            if i + window < len(blocks):
-                futures.append(client.compute(blocks[i + window]))
-            yield starts[i], starts[i + 1], futures[i].result()
-            futures[i] = None  # let the block go once written
-    else:
-        for lo in range(0, len(blocks), window):
-            for i, block in zip(range(lo, len(blocks)), dask.compute(*blocks[lo : lo + window])):
-                yield starts[i], starts[i + 1], block
+    step = 2 * max(1, n_workers)
+    windows = [(lo, min(lo + step, array.numblocks[0])) for lo in range(0, array.numblocks[0], step)]
+    if client is None:
+        for lo, hi in windows:
+            yield bounds[lo], bounds[hi], array.blocks[lo:hi].compute()
+        return
+    futures = [client.compute(array.blocks[lo:hi]) for lo, hi in windows[:1]]
+    for i, (lo, hi) in enumerate(windows):
+        if i + 1 < len(windows):
+            futures.append(client.compute(array.blocks[windows[i + 1][0] : windows[i + 1][1]]))
+        yield bounds[lo], bounds[hi], futures[i].result()
+        futures[i] = None  # the window is written: let its codes go
 
 
 def write_codes_dask(
@@ -452,7 +454,7 @@ def write_codes_dask(
         out.attrs.update(attrs or {})
         try:
             with tqdm(total=n, desc="encode", unit="rows", disable=not progress, unit_scale=True) as bar:
-                for lo, hi, block in _computed_blocks(codes, client):
+                for lo, hi, block in _computed_rows(codes, client):
                     out[lo:hi] = block
                     bar.update(hi - lo)
         except BaseException:
