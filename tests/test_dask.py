@@ -30,6 +30,11 @@ from skhash.neighbors import HammingNeighbors
 
 @pytest.fixture(scope="module")
 def client():
+    # Compile the search kernels here first: numba caches them on disk, and the workers then load them
+    # instead of compiling the same code twice more, side by side, on CI's two cores.
+    for n_bits in (64, 72):
+        codes = _codes(8, n_bits, 0)
+        HammingNeighbors(n_neighbors=2).fit(codes).kneighbors(codes)
     cluster = LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
     )
