@@ -193,7 +193,7 @@ def run_cuda(args):
     ours_torch = median_qps(lambda: torch_only.kneighbors(queries, k, no_excl))
     tiles = {}
     if _search_gpu.triton_available():
-        for tile in ((128, 64, 4), (128, 64, 8), (128, 128, 8), (64, 128, 4), (256, 64, 8)):
+        for tile in ((128, 64, 8), (64, 128, 8), (64, 64, 4), (128, 128, 8), (128, 64, 4)):
             if tile != index.tile:
                 other = _search_gpu.GpuIndex(db, gpu.n_bits_, "cuda", tile=tile)
                 tiles[tile] = median_qps(lambda: other.kneighbors(queries, k, no_excl))

@@ -38,6 +38,7 @@ _K_MULTIPLE = 64  # code columns are padded to this (zeros) so the kernel's K lo
 _SAMPLE = 8192  # database rows sampled per query to set its cap
 _SCRATCH_BYTES = 1 << 31  # distance chunks and candidate buffers of one query chunk stay under this
 _INT64_MAX = torch.iinfo(torch.int64).max
+_KEY32_LIMIT = 2**31 - 1  # candidate keys distance * n + index below this are stored in 32 bits
 
 
 def check_device(device):
@@ -66,6 +67,7 @@ if triton is not None:
         q_ptr, db_ptr, dot_thr_ptr, excl_ptr, count_ptr, key_ptr,
         n_q, n_db, db_offset, n_total, n_bits, cap, num_m,
         K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, HAS_EXCL: tl.constexpr,
+        KEY64: tl.constexpr,
     ):
         # Query tiles vary fastest, so the programs that run together share one database tile and the
         # (small) query chunk stays in L2: the database is read from memory about once.
@@ -88,14 +90,21 @@ if triton is not None:
             acc += tl.dot(a, b)
         thr = tl.load(dot_thr_ptr + rm, mask=m_ok, other=3.0e38)
         keep = (acc >= thr[:, None]) & n_ok[None, :]
-        gidx = rn.to(tl.int64) + db_offset
+        # 32-bit keys (and indices) whenever they fit: the epilogue's registers are the tight resource.
+        key_t = tl.int64 if KEY64 else tl.int32
+        gidx = rn.to(key_t) + db_offset
         if HAS_EXCL:
-            ex = tl.load(excl_ptr + rm, mask=m_ok, other=-1)
+            ex = tl.load(excl_ptr + rm, mask=m_ok, other=-1).to(key_t)
             keep = keep & (gidx[None, :] != ex[:, None])
-        counters = tl.broadcast_to(count_ptr + rm[:, None], (BM, BN))
-        pos = tl.atomic_add(counters, tl.full((BM, BN), 1, tl.int32), mask=keep)
+        # One atomic per query row and tile reserves room for the row's candidates; a prefix sum
+        # places them (in index order). Per-element atomics on the dot's output layout do not
+        # compile (Triton 3.9 fails in RemoveLayoutConversions), and they would be more atomics.
+        kept = keep.to(tl.int32)
+        per_row = tl.sum(kept, axis=1)
+        base = tl.atomic_add(count_ptr + rm, per_row, mask=per_row > 0)
+        pos = base[:, None] + tl.cumsum(kept, axis=1) - kept
         ok = keep & (pos < cap)
-        dist = ((n_bits - acc) * 0.5).to(tl.int64)
+        dist = ((n_bits - acc) * 0.5).to(key_t)
         key = dist * n_total + gidx[None, :]
         tl.store(key_ptr + rm[:, None].to(tl.int64) * cap + pos, key, mask=ok)
 
@@ -114,12 +123,12 @@ class GpuIndex:
         check it where no GPU is.)
     use_triton : bool, default=None
         Use the fused Triton kernel; ``None`` means when Triton is installed and the device is CUDA.
-    tile : tuple of int, default=(128, 128, 8)
+    tile : tuple of int, default=(128, 64, 8)
         The kernel's query rows, database rows and warps per program (``bench_search.py --device cuda``
         times a few).
     """
 
-    def __init__(self, packed, n_bits, device, use_triton=None, tile=(128, 128, 8)):
+    def __init__(self, packed, n_bits, device, use_triton=None, tile=(128, 64, 8)):
         self.device_name = str(device)
         self.device = torch.device(device)
         self.n_bits = int(n_bits)
@@ -217,7 +226,7 @@ class GpuIndex:
         else:
             cap_d = cap_d_fn(q)
         # 32-bit keys when they fit: half the memory and a faster sort.
-        key_dtype = torch.int32 if (self.n_bits + 1) * self.n < 2**31 - 1 else torch.int64
+        key_dtype = torch.int32 if (self.n_bits + 1) * self.n < _KEY32_LIMIT else torch.int64
         keys = torch.full((n_q, buf), torch.iinfo(key_dtype).max, dtype=key_dtype, device=self.device)
         counts = torch.zeros(n_q, dtype=torch.int32, device=self.device)
         if self.use_triton:
@@ -266,7 +275,8 @@ class GpuIndex:
             _candidates_kernel[grid](
                 q.contiguous(), db[start : start + n_db], dot_thr, ex.contiguous(), counts, keys,
                 n_q, n_db, start, self.n, self.n_bits, buf, num_m,
-                K=self.k_pad, BM=bm, BN=bn, BK=bk, HAS_EXCL=has_excl, num_warps=warps,
+                K=self.k_pad, BM=bm, BN=bn, BK=bk, HAS_EXCL=has_excl, KEY64=keys.dtype == torch.int64,
+                num_warps=warps,
             )
 
     def _db_chunk(self, n_q, bytes_per_entry):

@@ -343,7 +343,7 @@ def cpu_reference(db, queries, k):
     return HammingNeighbors(n_neighbors=k).fit(db).kneighbors(queries)
 
 
-@pytest.mark.parametrize("plan", ["all rows", "sampled", "too tight", "overflow"])
+@pytest.mark.parametrize("plan", ["all rows", "sampled", "too tight", "overflow", "64-bit keys"])
 def test_gpu_algorithm_on_torch_cpu_tensors(plan, monkeypatch):
     # The CUDA path's logic (caps, candidate buffers, fallbacks) runs on any torch device; check it
     # here, where no GPU is, with the torch candidate pass (the Triton kernel needs CUDA).
@@ -356,6 +356,8 @@ def test_gpu_algorithm_on_torch_cpu_tensors(plan, monkeypatch):
     if plan == "too tight":  # cap 0: fewer than k candidates for most queries
         zero_cap = lambda q: torch.zeros(len(q), dtype=torch.int32)  # noqa: E731
         monkeypatch.setattr(index, "_cap_plan", lambda k: (zero_cap, n))
+    if plan == "64-bit keys":  # as for databases too large for 32-bit distance * n + index keys
+        monkeypatch.setattr(_search_gpu, "_KEY32_LIMIT", 0)
     if plan == "overflow":  # every row a candidate, buffers of k + 3
         full_cap = lambda q: torch.full((len(q),), n_bits, dtype=torch.int32)  # noqa: E731
         monkeypatch.setattr(index, "_cap_plan", lambda k: (full_cap, k + 3))
