@@ -12,8 +12,9 @@ distance values gives the exact ``(distance, index)`` order.
 
 Before the scan, the distances to a strided sample of the database give a cap on the k-th distance
 (``thr`` starts there instead of at ``n_bits + 1``), which saves most of the early, soon-evicted
-candidates. The cap is a guess with a wide margin: a query that ends with fewer than ``k`` rows under it
-is scanned again without one, so the result is exact either way.
+candidates (databases of at least 16 x 4,096 rows, k at most 1/16 of them). The cap is a guess with a
+margin: a query that ends with fewer than ``k`` rows under it is scanned again without one, so the
+result is exact either way.
 
 Layout: the database is stored word-major (``db_t[w, i]`` is word ``w`` of code ``i``) with the rows
 padded to a multiple of 64, so every inner loop reads contiguous word planes 64 rows at a time. Padding
