@@ -47,11 +47,9 @@ def _use_triton(v):
     """The Triton kernels need CUDA, Triton, and TF32 allowed (their tile products are TF32)."""
     if not (v.is_cuda and torch.backends.cuda.matmul.allow_tf32):
         return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from ._triton_loss import triton
+
+    return triton is not None
 
 
 class CosineMarginCrossEntropy(torch.autograd.Function):

@@ -10,62 +10,68 @@ this path is used only when TF32 matmuls are allowed (the training loop's ``ALLO
 """
 
 import torch
-import triton
-import triton.language as tl
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs: the torch path of the loss is used
+    triton = None
 
 BLOCK_M = 64
 BLOCK_N = 64
 
 
-@triton.jit
-def _forward_kernel(V, T, Y, MOUT, LOUT, B, C, tiles_per_split, margin_shift,
-                    K: tl.constexpr, BK: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
-    pid_m = tl.program_id(0)
-    pid_s = tl.program_id(1)
-    rows = pid_m * BM + tl.arange(0, BM)
-    ks = tl.arange(0, BK)
-    rmask = rows < B
-    v = tl.load(V + rows[:, None] * K + ks[None, :], mask=rmask[:, None] & (ks[None, :] < K), other=0.0)
-    y = tl.load(Y + rows, mask=rmask, other=-1)
-    m = tl.full([BM], float("-inf"), tl.float32)
-    acc = tl.zeros([BM], tl.float32)
-    for t in range(tiles_per_split):
-        cols = (pid_s * tiles_per_split + t) * BN + tl.arange(0, BN)
-        cmask = cols < C
-        tt = tl.load(T + cols[None, :] * K + ks[:, None], mask=cmask[None, :] & (ks[:, None] < K), other=0.0)
-        s = tl.dot(v, tt)
-        s = tl.where(cols[None, :] == y[:, None], s - margin_shift, s)
-        s = tl.where(cmask[None, :], s, float("-inf"))
-        m_new = tl.maximum(m, tl.max(s, 1))
-        acc = acc * tl.exp(m - m_new) + tl.sum(tl.exp(s - m_new[:, None]), 1)
-        m = m_new
-    tl.store(MOUT + pid_s * B + rows, m, mask=rmask)
-    tl.store(LOUT + pid_s * B + rows, acc, mask=rmask)
+if triton is not None:
+
+    @triton.jit
+    def _forward_kernel(V, T, Y, MOUT, LOUT, B, C, tiles_per_split, margin_shift,
+                        K: tl.constexpr, BK: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+        pid_m = tl.program_id(0)
+        pid_s = tl.program_id(1)
+        rows = pid_m * BM + tl.arange(0, BM)
+        ks = tl.arange(0, BK)
+        rmask = rows < B
+        v = tl.load(V + rows[:, None] * K + ks[None, :], mask=rmask[:, None] & (ks[None, :] < K), other=0.0)
+        y = tl.load(Y + rows, mask=rmask, other=-1)
+        m = tl.full([BM], float("-inf"), tl.float32)
+        acc = tl.zeros([BM], tl.float32)
+        for t in range(tiles_per_split):
+            cols = (pid_s * tiles_per_split + t) * BN + tl.arange(0, BN)
+            cmask = cols < C
+            tt = tl.load(T + cols[None, :] * K + ks[:, None], mask=cmask[None, :] & (ks[:, None] < K), other=0.0)
+            s = tl.dot(v, tt)
+            s = tl.where(cols[None, :] == y[:, None], s - margin_shift, s)
+            s = tl.where(cmask[None, :], s, float("-inf"))
+            m_new = tl.maximum(m, tl.max(s, 1))
+            acc = acc * tl.exp(m - m_new) + tl.sum(tl.exp(s - m_new[:, None]), 1)
+            m = m_new
+        tl.store(MOUT + pid_s * B + rows, m, mask=rmask)
+        tl.store(LOUT + pid_s * B + rows, acc, mask=rmask)
 
 
-@triton.jit
-def _backward_kernel(V, T, Y, LSE, GPART, B, C, tiles_per_split, margin_shift,
-                     K: tl.constexpr, BK: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
-    pid_m = tl.program_id(0)
-    pid_s = tl.program_id(1)
-    rows = pid_m * BM + tl.arange(0, BM)
-    ks = tl.arange(0, BK)
-    rmask = rows < B
-    v = tl.load(V + rows[:, None] * K + ks[None, :], mask=rmask[:, None] & (ks[None, :] < K), other=0.0)
-    y = tl.load(Y + rows, mask=rmask, other=-1)
-    lse = tl.load(LSE + rows, mask=rmask, other=0.0)
-    grad = tl.zeros([BM, BK], tl.float32)
-    for t in range(tiles_per_split):
-        cols = (pid_s * tiles_per_split + t) * BN + tl.arange(0, BN)
-        cmask = cols < C
-        tt = tl.load(T + cols[None, :] * K + ks[:, None], mask=cmask[None, :] & (ks[:, None] < K), other=0.0)
-        hit = cols[None, :] == y[:, None]
-        s = tl.dot(v, tt)
-        s = tl.where(hit, s - margin_shift, s)
-        p = tl.where(cmask[None, :], tl.exp(s - lse[:, None]), 0.0)
-        p = tl.where(hit, p - 1.0, p)
-        grad += tl.dot(p, tl.trans(tt))
-    tl.store(GPART + pid_s * B * K + rows[:, None] * K + ks[None, :], grad, mask=rmask[:, None] & (ks[None, :] < K))
+    @triton.jit
+    def _backward_kernel(V, T, Y, LSE, GPART, B, C, tiles_per_split, margin_shift,
+                         K: tl.constexpr, BK: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+        pid_m = tl.program_id(0)
+        pid_s = tl.program_id(1)
+        rows = pid_m * BM + tl.arange(0, BM)
+        ks = tl.arange(0, BK)
+        rmask = rows < B
+        v = tl.load(V + rows[:, None] * K + ks[None, :], mask=rmask[:, None] & (ks[None, :] < K), other=0.0)
+        y = tl.load(Y + rows, mask=rmask, other=-1)
+        lse = tl.load(LSE + rows, mask=rmask, other=0.0)
+        grad = tl.zeros([BM, BK], tl.float32)
+        for t in range(tiles_per_split):
+            cols = (pid_s * tiles_per_split + t) * BN + tl.arange(0, BN)
+            cmask = cols < C
+            tt = tl.load(T + cols[None, :] * K + ks[:, None], mask=cmask[None, :] & (ks[:, None] < K), other=0.0)
+            hit = cols[None, :] == y[:, None]
+            s = tl.dot(v, tt)
+            s = tl.where(hit, s - margin_shift, s)
+            p = tl.where(cmask[None, :], tl.exp(s - lse[:, None]), 0.0)
+            p = tl.where(hit, p - 1.0, p)
+            grad += tl.dot(p, tl.trans(tt))
+        tl.store(GPART + pid_s * B * K + rows[:, None] * K + ks[None, :], grad, mask=rmask[:, None] & (ks[None, :] < K))
 
 
 def _grid(b, c):
