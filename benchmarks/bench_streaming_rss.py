@@ -2,8 +2,9 @@
 
 Streaming: writes ``--rows x --dims`` float32 descriptors (default 1.2M x 2048 = 9.8 GB, GLDv2 with DELG)
 with ``make_descriptors`` into a chunked HDF5 file, a block at a time, then fits ``OrthoHashEncoder`` on
-the ``h5py.Dataset`` in a fresh process and reports its peak RSS (``ru_maxrss``) beyond a baseline taken
-after importing torch and skhash and running a small fit, i.e. beyond torch itself. If the disk is short
+the ``h5py.Dataset`` in a fresh process and reports its peak RSS (``VmHWM``, reset after the baseline)
+beyond a baseline taken after importing torch and skhash and running a small fit, i.e. beyond torch
+itself. If the disk is short
 the file shrinks to what fits, and the report says so.
 
 Recalibration: trains on unshifted ``make_descriptors`` data and scores category-level mAP@1000 of a
@@ -26,9 +27,13 @@ import time
 import numpy as np
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import h5py, numpy as np, torch
 from skhash import OrthoHashEncoder, make_descriptors
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
 
 path, device = sys.argv[1], sys.argv[5]
 bits, epochs, batch_size = (int(v) for v in sys.argv[2:5])
@@ -37,12 +42,16 @@ X, y = f["X"], f["y"]
 X0, y0 = make_descriptors(4096, n_features=X.shape[1], n_classes=16, random_state=0)
 OrthoHashEncoder(bits, device=device, max_epochs=1, random_state=0).fit(X0, y0)
 del X0, y0
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+baseline = status("VmRSS")
+# Reset the high-water mark to the current RSS: ru_maxrss would carry the parent's peak across fork and
+# exec, so only VmHWM after this reset measures the fit alone.
+with open("/proc/self/clear_refs", "w") as f_refs:
+    f_refs.write("5")
 start = time.perf_counter()
 enc = OrthoHashEncoder(bits, device=device, max_epochs=epochs, batch_size=batch_size, random_state=0)
 enc.fit(X, y)
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 print(json.dumps({"baseline": baseline, "peak": peak, "seconds": seconds, "steps": enc.n_steps_,
                   "loss": enc.loss_curve_[-1], "torch": torch.__version__}))
 """
