@@ -312,7 +312,7 @@ class HammingNeighbors(BaseEstimator):
 
         Returns
         -------
-        graph : scipy.sparse.csr_matrix of shape (n_queries, n_samples_fit_), dtype float64
+        graph : scipy.sparse.csr_matrix of shape (n_queries, ``n_samples_fit_``), dtype float64
 
         Examples
         --------
@@ -346,7 +346,7 @@ class HammingNeighbors(BaseEstimator):
 
         Returns
         -------
-        graph : scipy.sparse.csr_matrix of shape (n_queries, n_samples_fit_), dtype float64
+        graph : scipy.sparse.csr_matrix of shape (n_queries, ``n_samples_fit_``), dtype float64
 
         Examples
         --------

@@ -349,3 +349,9 @@ def test_get_client_arguments():
         get_client(local_cluster=0)
     with pytest.raises(ConnectionError, match="tcp://127.0.0.1:1"):
         get_client(scheduler="tcp://127.0.0.1:1", timeout=1)
+
+
+def test_encoder_transform_on_a_dask_array_is_lazy(encoder, digits_split):
+    Xd = da.from_array(digits_split[1], chunks=100)
+    assert isinstance(encoder.transform(Xd), da.Array) and isinstance(encoder.decision_function(Xd), da.Array)
+    np.testing.assert_array_equal(encoder.transform(Xd).compute(), encoder.transform(digits_split[1]))

@@ -97,6 +97,10 @@ def auto_epochs(n_samples, batch_size):
     return max(AUTO_MIN_EPOCHS, math.ceil(AUTO_MIN_STEPS / steps_per_epoch(n_samples, batch_size)))
 
 
+def is_dask_array(X):
+    return type(X).__module__.startswith("dask.array")
+
+
 def check_finite_rows(X):
     """Raise if a float tensor holds NaN or infinity: one reduction, rows scanned only if it fails.
 
@@ -328,6 +332,10 @@ class BaseHashEncoder(TransformerMixin, BaseEstimator):
         codes : ndarray of shape (n_samples, n_bits), dtype float32
         """
         check_is_fitted(self, "coef_")
+        if is_dask_array(X):
+            from ..dask import decision_function_dask  # lazy: dask is an optional extra
+
+            return decision_function_dask(self, X)
         X = self._validate_X(X, reset=False)
         if is_streamed(X) and X.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -353,6 +361,10 @@ class BaseHashEncoder(TransformerMixin, BaseEstimator):
         -------
         bits : ndarray of shape (n_samples, n_bits), dtype uint8
         """
+        if is_dask_array(X):
+            from ..dask import transform_dask  # lazy: a dask array in, a lazy dask array out
+
+            return transform_dask(self, X)
         return (self.decision_function(X) > 0).astype(np.uint8)
 
     def score(self, X, y):
