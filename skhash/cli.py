@@ -230,17 +230,33 @@ def cmd_encode(args):
         "features": str(args.features),
         "recalibrated_on": "" if args.recalibrate is None else str(source_spec),
     }
-    write_codes(
-        model,
-        X,
-        out_path,
-        out_key or "codes",
-        packed=not args.unpacked,
-        chunk_rows=args.chunk_rows,
-        overwrite=True,
-        progress=not args.quiet,
-        attrs=attrs,
-    )
+    with _dask_client(args) as client:
+        if client is None:
+            write_codes(
+                model,
+                X,
+                out_path,
+                out_key or "codes",
+                packed=not args.unpacked,
+                chunk_rows=args.chunk_rows,
+                overwrite=True,
+                progress=not args.quiet,
+                attrs=attrs,
+            )
+        else:
+            from .dask import from_features, write_codes_dask
+
+            write_codes_dask(
+                model,
+                from_features(args.features, block_rows=args.chunk_rows),
+                out_path,
+                out_key or "codes",
+                packed=not args.unpacked,
+                overwrite=True,
+                progress=not args.quiet,
+                attrs=attrs,
+                client=client,
+            )
     _say(
         args, f"wrote {X.shape[0]:,} codes of {model.coef_.shape[1]} bits to {out_path}:{out_key or 'codes'}"
     )
@@ -262,11 +278,8 @@ def _check_features_width(model, X, what):
 
 def cmd_search(args):
     import h5py
-    import numpy as np
-    from tqdm.auto import tqdm
 
     from .datasets import read_codes
-    from .neighbors import HammingNeighbors
 
     _check_out_dir(args.out)
     db, db_bits = read_codes(args.db)
@@ -285,19 +298,11 @@ def cmd_search(args):
             f"-k {k} asks for more neighbours than the database offers ({limit}"
             f"{', each code left out of its own result' if args.queries is None else ''}); lower -k."
         )
-    nn = HammingNeighbors(n_neighbors=k, packed=True, device=args.device, n_jobs=args.n_jobs).fit(db)
-    if args.queries is None:
-        _say(args, f"searching {n_db:,} codes against each other")
-        distances, indices = nn.kneighbors()
-    else:
-        n_q = queries.shape[0]
-        distances = np.empty((n_q, k), np.int32)
-        indices = np.empty((n_q, k), np.int64)
-        with tqdm(total=n_q, desc="search", unit="queries", unit_scale=True, disable=args.quiet) as bar:
-            for start in range(0, n_q, args.chunk_rows):
-                stop = min(n_q, start + args.chunk_rows)
-                distances[start:stop], indices[start:stop] = nn.kneighbors(queries[start:stop])
-                bar.update(stop - start)
+    with _dask_client(args) as client:
+        if client is not None:
+            distances, indices = _search_on_dask(args, client, k, None if args.queries is None else queries)
+        else:
+            distances, indices = _search_here(args, db, k, None if args.queries is None else queries)
     with h5py.File(args.out, "a") as f:
         for name, value in (("indices", indices), ("distances", distances)):
             if name in f:
@@ -309,6 +314,65 @@ def cmd_search(args):
         f.attrs["queries"] = "" if args.queries is None else str(args.queries)
     _say(args, f"wrote the top {k} of {indices.shape[0]:,} queries to {args.out}")
     return 0
+
+
+def _search_here(args, db, k, queries):
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from .neighbors import HammingNeighbors
+
+    nn = HammingNeighbors(n_neighbors=k, packed=True, device=args.device, n_jobs=args.n_jobs).fit(db)
+    if queries is None:
+        _say(args, f"searching {db.shape[0]:,} codes against each other")
+        return nn.kneighbors()
+    n_q = queries.shape[0]
+    distances = np.empty((n_q, k), np.int32)
+    indices = np.empty((n_q, k), np.int64)
+    with tqdm(total=n_q, desc="search", unit="queries", unit_scale=True, disable=args.quiet) as bar:
+        for start in range(0, n_q, args.chunk_rows):
+            stop = min(n_q, start + args.chunk_rows)
+            distances[start:stop], indices[start:stop] = nn.kneighbors(queries[start:stop])
+            bar.update(stop - start)
+    return distances, indices
+
+
+def _search_on_dask(args, client, k, queries):
+    """Shards of the database on the workers, query blocks broadcast, top-k lists merged exactly."""
+    from .dask import DaskHammingNeighbors, from_codes
+
+    db, _ = from_codes(args.db)
+    nn = DaskHammingNeighbors(
+        n_neighbors=k,
+        packed=True,
+        client=client,
+        query_block_size=args.chunk_rows,
+        device=args.device,
+        n_jobs=args.n_jobs,
+    ).fit(db)
+    _say(args, f"searching on Dask ({len(client.scheduler_info()['workers'])} workers)")
+    return nn.kneighbors() if queries is None else nn.kneighbors(queries)
+
+
+def _dask_client(args):
+    """A Dask client when --scheduler or --local-cluster was given (closed on exit), else None."""
+    import contextlib
+
+    if args.scheduler is None and args.local_cluster is None:
+        return contextlib.nullcontext(None)
+    try:
+        from .dask import get_client
+    except ImportError as exc:
+        raise InputError(f"--scheduler/--local-cluster need Dask: pip install 'skhash[dask]' ({exc}).") from exc
+    return get_client(args.scheduler, args.local_cluster, quiet=args.quiet)
+
+
+def _add_dask_options(p):
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on this Dask scheduler")
+    group.add_argument(
+        "--local-cluster", type=_positive_int, default=None, metavar="N", help="run on a local Dask cluster of N worker processes"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -479,6 +543,7 @@ def _add_encode(sub):
     p.add_argument(
         "--chunk-rows", type=_positive_int, default=65_536, help="rows encoded at once (default: 65536)"
     )
+    _add_dask_options(p)
     p.set_defaults(func=cmd_encode)
     return p
 
@@ -506,6 +571,7 @@ def _add_search(sub):
     p.add_argument(
         "--chunk-rows", type=_positive_int, default=16_384, help="queries per step (default: 16384)"
     )
+    _add_dask_options(p)
     p.set_defaults(func=cmd_search)
     return p
 

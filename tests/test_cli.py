@@ -492,3 +492,27 @@ def test_every_subcommand_has_help_and_the_module_runs(capsys):
         [sys.executable, "-m", "skhash", "search", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "usage: skhash search" in done.stdout
+
+
+def test_encode_and_search_on_a_local_dask_cluster_equal_the_local_commands(files, pipeline):
+    """--local-cluster runs encode and search on Dask worker processes: the files must be identical."""
+    r = files["root"]
+    common = [sys.executable, "-m", "skhash"]
+    for argv in (
+        ["encode", "--model", r / "m_recal.joblib", "--features", f"{r}/test.h5:db/feats", "--out", r / "db_dask.h5"],
+        ["search", "--db", r / "db_dask.h5", "--queries", f"{r}/q_codes.h5:q", "-k", 50, "--out", r / "ranks_dask.h5"],
+        ["search", "--db", r / "db_dask.h5", "-k", 20, "--out", r / "self_dask.h5"],
+    ):
+        done = subprocess.run(
+            common + [str(a) for a in argv] + ["--local-cluster", "2", "--quiet"], capture_output=True, text=True, timeout=240
+        )
+        assert done.returncode == 0, done.stderr
+    run("encode", "--model", r / "m_recal.joblib", "--features", f"{r}/test.h5:db/feats", "--out", r / "db_local.h5")
+    run("search", "--db", r / "db_local.h5", "-k", 20, "--out", r / "self_local.h5")
+    with h5py.File(r / "db_dask.h5", "r") as a, h5py.File(r / "db_local.h5", "r") as b:
+        np.testing.assert_array_equal(a["codes"][...], b["codes"][...])
+    with h5py.File(r / "ranks_dask.h5", "r") as a, h5py.File(r / "ranks.h5", "r") as b:
+        np.testing.assert_array_equal(a["indices"][...], b["indices"][...])
+        np.testing.assert_array_equal(a["distances"][...], b["distances"][...])
+    with h5py.File(r / "self_dask.h5", "r") as a, h5py.File(r / "self_local.h5", "r") as b:
+        np.testing.assert_array_equal(a["indices"][...], b["indices"][...])
