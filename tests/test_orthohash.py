@@ -287,3 +287,19 @@ def test_bad_target_arrays(Xy):
 def test_diverging_loss_names_learning_rate(Xy):
     with pytest.raises(RuntimeError, match="learning_rate"):
         small(learning_rate=1e30).fit(*Xy)
+
+
+def test_streamed_inputs_of_the_wrong_width_or_size_are_refused(tmp_path, Xy):
+    import h5py
+
+    enc = small().fit(*Xy)
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f["wide"] = np.zeros((10, 7), np.float32)
+        f["one"] = np.zeros((1, 6), np.float32)
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        for method in (enc.transform, enc.decision_function, enc.recalibrate):
+            with pytest.raises(ValueError, match="7 features.*expecting 6"):
+                method(f["wide"])
+        with pytest.raises(ValueError, match="at least 2"):
+            small().fit(f["one"], [0])
+        np.testing.assert_array_equal(enc.transform(f["one"]), enc.transform(np.zeros((1, 6))))

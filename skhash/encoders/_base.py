@@ -172,9 +172,23 @@ class BaseHashEncoder(TransformerMixin, BaseEstimator):
         return tags
 
     def _validate_X(self, X, reset):
-        if is_streamed(X):
-            return X
-        return validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
+        if not is_streamed(X):
+            return validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
+        if len(X.shape) != 2:
+            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}.")
+        if not reset and X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return X
+
+    def _decision_chunks(self, X):
+        """``(start, X[start:stop] @ coef_ + intercept_)`` in row chunks: memory bounded by the chunk."""
+        for start, chunk in iter_row_chunks(X, INFERENCE_CHUNK):
+            v = np.asarray(chunk, dtype=np.float32) @ self.coef_
+            v += self.intercept_
+            yield start, v
 
     def fit(self, X, y):
         """Train the latent layer on features ``X`` with labels ``y``.
@@ -227,6 +241,8 @@ class BaseHashEncoder(TransformerMixin, BaseEstimator):
     def _check_stream(self, X, y):
         if len(X.shape) != 2:
             raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}.")
+        if X.shape[0] < 2:
+            raise ValueError(f"Found {X.shape[0]} sample(s) in the stream; training needs at least 2.")
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}; they must match.")
         self.n_features_in_ = int(X.shape[1])
@@ -337,17 +353,9 @@ class BaseHashEncoder(TransformerMixin, BaseEstimator):
 
             return decision_function_dask(self, X)
         X = self._validate_X(X, reset=False)
-        if is_streamed(X) and X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} features as input."
-            )
         out = np.empty((X.shape[0], self.coef_.shape[1]), dtype=np.float32)
-        for start, chunk in iter_row_chunks(X, INFERENCE_CHUNK):
-            chunk = np.asarray(chunk, dtype=np.float32)
-            if is_streamed(X) and not np.all(np.isfinite(chunk)):
-                raise ValueError(f"X contains NaN or infinity in rows {start}..{start + len(chunk) - 1}.")
-            np.matmul(chunk, self.coef_, out=out[start : start + len(chunk)])
-            out[start : start + len(chunk)] += self.intercept_
+        for start, v in self._decision_chunks(X):
+            out[start : start + len(v)] = v
         return out
 
     def transform(self, X):
@@ -365,7 +373,13 @@ class BaseHashEncoder(TransformerMixin, BaseEstimator):
             from ..dask import transform_dask  # lazy: a dask array in, a lazy dask array out
 
             return transform_dask(self, X)
-        return (self.decision_function(X) > 0).astype(np.uint8)
+        check_is_fitted(self, "coef_")
+        X = self._validate_X(X, reset=False)
+        # Bits chunk by chunk: no (n_samples, n_bits) float matrix for a file of millions of rows.
+        out = np.empty((X.shape[0], self.coef_.shape[1]), dtype=np.uint8)
+        for start, v in self._decision_chunks(X):
+            np.greater(v, 0, out=out[start : start + len(v)], casting="unsafe")
+        return out
 
     def score(self, X, y):
         """Mean average precision of leave-one-out Hamming retrieval inside ``X``.
