@@ -424,7 +424,7 @@ def write_codes_dask(
     """
     from tqdm.auto import tqdm
 
-    from .datasets import CODES_CHUNK_ROWS, _output_group
+    from .datasets import codes_output
 
     if isinstance(X, (str, os.PathLike)):
         X = from_features(X)
@@ -437,32 +437,12 @@ def write_codes_dask(
             client = _import_distributed().default_client()
         except ValueError:
             client = None
-    group, to_close = _output_group(path_or_group)
-    try:
-        if key in group:
-            if not overwrite:
-                raise ValueError(
-                    f"{group.file.filename}: data set {key!r} exists; pass overwrite=True to replace it."
-                )
-            del group[key]
-        width = int(codes.shape[1])
-        out = group.create_dataset(
-            key, shape=(n, width), dtype=np.uint8, chunks=(min(n, CODES_CHUNK_ROWS), width)
-        )
-        out.attrs["n_bits"] = _n_bits(encoder)
-        out.attrs["packed"] = bool(packed)
-        out.attrs.update(attrs or {})
-        try:
-            with tqdm(total=n, desc="encode", unit="rows", disable=not progress, unit_scale=True) as bar:
-                for lo, hi, block in _computed_rows(codes, client):
-                    out[lo:hi] = block
-                    bar.update(hi - lo)
-        except BaseException:
-            del group[key]  # a half-written data set would pass for a whole one
-            raise
-    finally:
-        if to_close is not None:
-            to_close.close()
+    with codes_output(path_or_group, key, n=n, width=int(codes.shape[1]), n_bits=_n_bits(encoder),
+                      packed=packed, attrs=attrs, overwrite=overwrite) as out:
+        with tqdm(total=n, desc="encode", unit="rows", disable=not progress, unit_scale=True) as bar:
+            for lo, hi, block in _computed_rows(codes, client):
+                out[lo:hi] = block
+                bar.update(hi - lo)
 
 
 # ----------------------------------------------------------------------------------------------------

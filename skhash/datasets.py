@@ -13,7 +13,9 @@ rebuilds plain containers and numpy arrays, and ``.npy`` files are read with ``a
 """
 
 import codecs
+import contextlib
 import csv
+import itertools
 import hashlib
 import math
 import numbers
@@ -674,16 +676,26 @@ def open_h5(spec):
 CODES_CHUNK_ROWS = 65_536  # rows encoded at once; the features read are capped at 64 MiB besides
 
 
-def _output_group(path_or_group):
-    """``(group, file to close or None)`` for an h5py group or a path opened for appending."""
+def _check_output_folder(path_or_group):
+    """Raise before any work if a path's folder does not exist (an h5py group passes)."""
     import h5py
 
     if isinstance(path_or_group, h5py.Group):
-        return path_or_group, None
+        return
     path = os.fspath(path_or_group)
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"cannot write {path!r}: the folder {parent!r} does not exist.")
+
+
+def _output_group(path_or_group):
+    """``(group, file to close or None)`` for an h5py group or a path opened for appending."""
+    import h5py
+
+    _check_output_folder(path_or_group)
+    if isinstance(path_or_group, h5py.Group):
+        return path_or_group, None
+    path = os.fspath(path_or_group)
     try:
         f = h5py.File(path, "a")
     except OSError as exc:
@@ -750,7 +762,7 @@ def write_codes(encoder, X, path_or_group, key="codes", *, packed=True, chunk_ro
     >>> packed.shape, packed.dtype, n_bits
     ((600, 2), dtype('uint8'), 12)
     """
-    from .codes import pack_bits
+    from .codes import n_bytes, pack_bits
     from .encoders._data import iter_row_chunks
 
     if not hasattr(X, "shape") or len(X.shape) != 2:
@@ -765,6 +777,35 @@ def write_codes(encoder, X, path_or_group, key="codes", *, packed=True, chunk_ro
             "the kind it was trained on."
         )
     chunk_rows = _check_positive_int(chunk_rows, "chunk_rows")
+    from tqdm.auto import tqdm
+
+    _check_output_folder(path_or_group)
+    chunks = iter_row_chunks(X, chunk_rows)
+    first_start, first = next(chunks)
+    # The first chunk's codes tell the width; then every chunk goes straight into the file.
+    first_bits = encoder.transform(np.asarray(first))
+    n_bits = int(first_bits.shape[1])
+    bit_chunks = itertools.chain(
+        [(first_start, first_bits)], ((start, encoder.transform(np.asarray(c))) for start, c in chunks)
+    )
+    width = n_bytes(n_bits) if packed else n_bits
+    with codes_output(path_or_group, key, n=n, width=width, n_bits=n_bits, packed=packed, attrs=attrs,
+                      overwrite=overwrite) as out:
+        with tqdm(total=n, desc="encode", unit="rows", disable=not progress, unit_scale=True) as bar:
+            for start, bits in bit_chunks:
+                codes = pack_bits(bits) if packed else np.ascontiguousarray(bits, dtype=np.uint8)
+                out[start : start + len(codes)] = codes
+                bar.update(len(codes))
+
+
+@contextlib.contextmanager
+def codes_output(path_or_group, key, *, n, width, n_bits, packed, attrs=None, overwrite=False):
+    """A new ``(n, width)`` uint8 HDF5 data set for codes, with ``n_bits``/``packed`` attributes.
+
+    An existing data set of that name is replaced only with ``overwrite=True``; if the block inside
+    fails, the half-written data set is deleted, since it would pass for a whole one. A path is opened
+    for appending and closed afterwards.
+    """
     group, to_close = _output_group(path_or_group)
     try:
         if key in group:
@@ -773,27 +814,16 @@ def write_codes(encoder, X, path_or_group, key="codes", *, packed=True, chunk_ro
                     f"{group.file.filename}: data set {key!r} exists; pass overwrite=True to replace it."
                 )
             del group[key]
-        from tqdm.auto import tqdm
-
-        out = None
+        out = group.create_dataset(
+            key, shape=(n, width), dtype=np.uint8, chunks=(min(n, CODES_CHUNK_ROWS), width)
+        )
+        out.attrs["n_bits"] = int(n_bits)
+        out.attrs["packed"] = bool(packed)
+        out.attrs.update(attrs or {})
         try:
-            with tqdm(total=n, desc="encode", unit="rows", disable=not progress, unit_scale=True) as bar:
-                for start, chunk in iter_row_chunks(X, chunk_rows):
-                    bits = encoder.transform(np.asarray(chunk))
-                    codes = pack_bits(bits) if packed else np.ascontiguousarray(bits, dtype=np.uint8)
-                    if out is None:
-                        out = group.create_dataset(
-                            key, shape=(n, codes.shape[1]), dtype=np.uint8,
-                            chunks=(min(n, CODES_CHUNK_ROWS), codes.shape[1]),
-                        )
-                        out.attrs["n_bits"] = int(bits.shape[1])
-                        out.attrs["packed"] = bool(packed)
-                        out.attrs.update(attrs or {})
-                    out[start : start + len(codes)] = codes
-                    bar.update(len(codes))
+            yield out
         except BaseException:
-            if out is not None:  # a half-written data set would pass for a whole one
-                del group[key]
+            del group[key]
             raise
     finally:
         if to_close is not None:
