@@ -12,6 +12,7 @@ domain recalibration.
 import math
 import numbers
 import warnings
+from abc import ABCMeta, abstractmethod
 
 import numpy as np
 import torch
@@ -125,7 +126,7 @@ def label_cross_entropy(logits, y, multilabel):
     return torch.nn.functional.cross_entropy(logits, y)
 
 
-class BaseHashEncoder(TransformerMixin, BaseEstimator):
+class BaseHashEncoder(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     """Shared machinery of the hash encoders; not for direct use.
 
     Subclasses implement ``_prepare_classes``, ``_build_latent``, ``_loss`` and optionally
@@ -147,17 +148,17 @@ class BaseHashEncoder(TransformerMixin, BaseEstimator):
     def _prepare_classes(self, n_classes, rng):
         """Set method-specific fitted state that depends on the classes (e.g. ``targets_``)."""
 
+    @abstractmethod
     def _build_latent(self, n_features):
         """Return the latent module ``x -> v``: ``Linear`` or ``Sequential(Linear, BatchNorm1d)``."""
-        raise NotImplementedError  # pragma: no cover
 
     def _build_loss_module(self, n_classes):
         """Trainable parts of the loss that are not the latent layer (None if there are none)."""
         return None
 
+    @abstractmethod
     def _loss(self, v, y, loss_module, state):
         """Scalar loss for a batch of latent codes ``v`` and labels ``y`` (indices or indicator rows)."""
-        raise NotImplementedError  # pragma: no cover
 
     def _loss_state(self, device):
         """Device tensors the loss needs at every step, computed once per fit (e.g. normalised targets)."""
