@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..targets import TARGET_METHODS, _unique_bernoulli, check_targets, hadamard_matrix, make_targets
+from ..targets import TARGET_METHODS, _check_separable, check_targets, hadamard_matrix, make_targets
 from ._base import BaseHashEncoder
 
 
@@ -139,17 +139,13 @@ class CSQEncoder(BaseHashEncoder):
     def _prepare_classes(self, n_classes, rng):
         if isinstance(self.targets, str):
             if self.targets == "hadamard":
-                from ..targets import _check_separable
-
                 _check_separable(n_classes, self.n_bits)
                 self.targets_ = csq_centers(n_classes, self.n_bits, rng)
             else:
                 self.targets_ = make_targets(n_classes, self.n_bits, self.targets, random_state=rng)
         else:
             self.targets_ = check_targets(self.targets, n_classes, self.n_bits)
-        self.fill_ = _unique_bernoulli(1, self.n_bits, rng)[0] if self.n_bits > 16 else np.where(
-            rng.random_sample(self.n_bits) < 0.5, 1, -1
-        ).astype(np.int8)
+        self.fill_ = np.where(rng.random_sample(self.n_bits) < 0.5, 1, -1).astype(np.int8)
 
     def _build_latent(self, n_features):
         return torch.nn.Linear(n_features, self.n_bits)

@@ -5,6 +5,7 @@ import numbers
 import torch
 from sklearn.utils._param_validation import Interval
 
+from ..targets import _check_separable
 from ._base import BaseHashEncoder, label_cross_entropy
 
 
@@ -98,8 +99,6 @@ class GreedyHashEncoder(BaseHashEncoder):
         self.verbose = verbose
 
     def _prepare_classes(self, n_classes, rng):
-        from ..targets import _check_separable
-
         _check_separable(n_classes, self.n_bits)
 
     def _build_latent(self, n_features):
