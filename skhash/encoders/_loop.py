@@ -59,18 +59,17 @@ def compute_settings(flops_per_step, device):
 
 def train_loop(latent, loss_module, loss_fn, source, n_epochs, *, learning_rate, weight_decay, device, verbose, name):
     """Train ``latent`` (and ``loss_module``) with ``loss_fn(xb, yb)``; return the mean loss per epoch."""
-    n_params = sum(p.numel() for p in latent.parameters())
-    if loss_module is not None:
-        n_params += sum(p.numel() for p in loss_module.parameters())
-    with compute_settings(6.0 * source.batch_size * n_params, device):
-        return _train_loop(latent, loss_module, loss_fn, source, n_epochs, learning_rate=learning_rate,
-                           weight_decay=weight_decay, device=device, verbose=verbose, name=name)
-
-
-def _train_loop(latent, loss_module, loss_fn, source, n_epochs, *, learning_rate, weight_decay, device, verbose, name):
     params = list(latent.parameters())
     if loss_module is not None:
         params += list(loss_module.parameters())
+    n_params = sum(p.numel() for p in params)
+    with compute_settings(6.0 * source.batch_size * n_params, device):
+        return _train_loop(latent, loss_module, params, loss_fn, source, n_epochs, learning_rate=learning_rate,
+                           weight_decay=weight_decay, device=device, verbose=verbose, name=name)
+
+
+def _train_loop(latent, loss_module, params, loss_fn, source, n_epochs, *, learning_rate, weight_decay, device,
+                verbose, name):
     latent.train()
     if loss_module is not None:
         loss_module.train()
