@@ -28,6 +28,16 @@ import threading
 import numpy as np
 import torch
 
+from .._streaming import (  # noqa: F401  (re-exported: the old home of the streaming helpers)
+    INFERENCE_CHUNK_BYTES,
+    StreamedRows,
+    check_finite,
+    check_stream_dtype,
+    is_streamed,
+    iter_row_chunks,
+    read_rows,
+)
+
 # A window of streamed rows is about this many bytes of float32; two are held (one trains while the next
 # is read in the background), so a streamed fit needs about 2 x 256 MiB beside torch, whatever the
 # file's size. Bigger windows shuffle better (see the module docstring) and cost memory.
@@ -35,94 +45,8 @@ STREAM_WINDOW_BYTES = 256 * 1024**2
 # Rows are read in contiguous blocks of about this many bytes (rounded to whole HDF5 chunks): large
 # enough for sequential reads to be fast, small enough that a window mixes many places of the file.
 STREAM_BLOCK_BYTES = 8 * 1024**2
-# Inference reads at most about this many bytes of features at a time (at least one row).
-INFERENCE_CHUNK_BYTES = 64 * 1024**2
 # Keep this much device memory free beside the resident data.
 DEVICE_HEADROOM = 2 * 1024**3
-
-
-def is_streamed(X):
-    """True for array-likes that we read in chunks rather than load (h5py datasets, dask arrays)."""
-    if isinstance(X, StreamedRows):
-        return True
-    mod = type(X).__module__
-    return mod.startswith("h5py") or mod.startswith("dask")
-
-
-class StreamedRows:
-    """Mark an array-like to be read in row chunks, as an h5py data set is, never loaded whole.
-
-    Plain numpy arrays (memory-mapped ``.npy`` files included) take the in-memory path, because joblib
-    hands memory-mapped copies of ordinary arrays to parallel workers and a fit must not change with
-    ``n_jobs``. Wrapping a memory-mapped file marks it as out of core. ``on_read(n_rows)``, if given, is
-    called after every read, e.g. to advance a progress bar.
-    """
-
-    def __init__(self, array, on_read=None):
-        self.array = array
-        self.shape = tuple(array.shape)
-        self.dtype = array.dtype
-        self.chunks = getattr(array, "chunks", None)
-        self.on_read = on_read
-
-    def __len__(self):
-        return self.shape[0]
-
-    def __getitem__(self, key):
-        block = self.array[key]
-        if hasattr(block, "compute"):
-            block = block.compute()
-        block = np.asarray(block)
-        if self.on_read is not None:
-            self.on_read(len(block) if block.ndim else 1)
-        return block
-
-
-def check_stream_dtype(X):
-    """Refuse streamed features that are not numbers before reading any of them."""
-    kind = np.dtype(X.dtype).kind
-    if kind not in "fiub":
-        raise ValueError(
-            f"X has dtype {X.dtype}; features must be numbers (float32 is read fastest). Store the "
-            "descriptors as a numeric data set."
-        )
-
-
-def iter_row_chunks(X, chunk_rows):
-    """Yield ``(start, rows)`` over ``X`` in row chunks: works on numpy arrays and h5py datasets alike.
-
-    A chunk holds at most ``chunk_rows`` rows and, for wide features, fewer: at most about
-    ``INFERENCE_CHUNK_BYTES`` of float32, so reading a file of 2048-d descriptors costs tens of MiB
-    rather than ``chunk_rows * 8 KiB``. Chunks of a streamed ``X`` are checked for NaN and infinity, which
-    ``validate_data`` checks for arrays in memory.
-    """
-    streamed = is_streamed(X)
-    if streamed:
-        check_stream_dtype(X)
-    n = X.shape[0]
-    row_bytes = 4 * int(np.prod(X.shape[1:], dtype=np.int64)) if len(X.shape) > 1 else 4
-    chunk_rows = max(1, min(int(chunk_rows), INFERENCE_CHUNK_BYTES // max(1, row_bytes)))
-    for start in range(0, n, chunk_rows):
-        block = X[start : min(n, start + chunk_rows)]
-        if hasattr(block, "compute"):
-            block = block.compute()
-        if streamed:
-            check_finite(block, start)
-        yield start, block
-
-
-def check_finite(block, start):
-    """Raise if rows ``start..`` of a streamed block hold NaN or infinity (one pass when they do not)."""
-    # A sum is finite only if every term is: scikit-learn's trick, with no boolean array.
-    if (
-        np.issubdtype(block.dtype, np.floating)
-        and not np.isfinite(block.sum())
-        and not np.isfinite(block).all()
-    ):
-        raise ValueError(
-            f"X contains NaN or infinity in rows {start}..{start + len(block) - 1}; the features must be "
-            "finite."
-        )
 
 
 def steps_per_epoch(n_samples, batch_size):
@@ -170,17 +94,6 @@ class InMemoryBatches:
                 yield torch.from_numpy(self._x_np[idx]), torch.from_numpy(self._y_np[idx])
             else:
                 yield self.X.index_select(0, idx), self.y.index_select(0, idx)
-
-
-def read_rows(X, start, stop, out):
-    """Read rows ``start:stop`` of ``X`` into ``out`` (float32, C-contiguous) without a temporary copy."""
-    if hasattr(X, "read_direct"):  # h5py: HDF5 converts the dtype while it copies into ``out``
-        X.read_direct(out, np.s_[start:stop])
-        return
-    block = X[start:stop]
-    if hasattr(block, "compute"):
-        block = block.compute()
-    out[...] = block
 
 
 class BatchStream:

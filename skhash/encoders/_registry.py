@@ -1,0 +1,60 @@
+"""The one list of encoders: the CLI's ``--method``, the demo, ``skhash``'s lazy exports, the API docs and
+(later) the comparison runner all read it.
+
+Adding a method is its file plus one line here. Entries name the class and its module as strings, so
+reading the registry imports no encoder (and no torch): :func:`get_encoder` imports one on demand.
+"""
+
+import importlib
+from collections import namedtuple
+
+EncoderSpec = namedtuple("EncoderSpec", "name class_name module family supervised summary")
+EncoderSpec.__doc__ = """One registered encoder.
+
+name : the short name used by the CLI and ``compare`` (``"orthohash"``).
+class_name : the public class name, exported as ``skhash.<class_name>``.
+module : the module that defines it (imported only when the class is asked for).
+family : ``"shallow"``, ``"deep-pointwise"``, ``"deep-pairwise"`` or ``"unsupervised"``.
+supervised : whether ``fit`` needs labels.
+summary : one line for ``--help`` and the docs.
+"""
+
+ENCODERS = (
+    EncoderSpec("orthohash", "OrthoHashEncoder", "skhash.encoders._orthohash", "deep-pointwise", True,
+                "OrthoHash: one cosine-margin loss against fixed orthogonal targets (NeurIPS 2021)"),
+    EncoderSpec("csq", "CSQEncoder", "skhash.encoders._csq", "deep-pointwise", True,
+                "CSQ: pull tanh codes to hash centres (CVPR 2020)"),
+    EncoderSpec("greedyhash", "GreedyHashEncoder", "skhash.encoders._greedyhash", "deep-pointwise", True,
+                "GreedyHash: classify the signs, straight-through gradient (NeurIPS 2018)"),
+)
+
+FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")
+
+_BY_NAME = {spec.name: spec for spec in ENCODERS}
+_BY_CLASS = {spec.class_name: spec for spec in ENCODERS}
+assert len(_BY_NAME) == len(ENCODERS) and len(_BY_CLASS) == len(ENCODERS), "duplicate registry entry"
+
+
+def encoder_names(*, family=None, supervised=None):
+    """Short names of the registered encoders, in registry order, optionally filtered."""
+    return [
+        s.name
+        for s in ENCODERS
+        if (family is None or s.family == family) and (supervised is None or s.supervised == supervised)
+    ]
+
+
+def encoder_spec(name):
+    """The :class:`EncoderSpec` of a short name (``"orthohash"``) or class name (``"OrthoHashEncoder"``)."""
+    spec = _BY_NAME.get(name) or _BY_CLASS.get(name)
+    if spec is None:
+        from .._validation import InputError
+
+        raise InputError(f"Unknown encoder {name!r}; choose one of: {', '.join(_BY_NAME)}.")
+    return spec
+
+
+def get_encoder(name):
+    """The encoder class registered under a short name or class name (imports its module)."""
+    spec = encoder_spec(name)
+    return getattr(importlib.import_module(spec.module), spec.class_name)
