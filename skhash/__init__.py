@@ -1,17 +1,31 @@
-"""skhash: learn compact binary hash codes from frozen descriptors and search them by Hamming distance."""
+"""skhash: learn compact binary hash codes from frozen descriptors and search them by Hamming distance.
 
-from .codes import pack_bits, unpack_bits
-from .datasets import load_revisitop, make_descriptors, read_gldv2_solution
-from .encoders import CSQEncoder, GreedyHashEncoder, OrthoHashEncoder
-from .neighbors import HammingNeighbors
-from .targets import make_targets, target_distances
+Names are imported on first use, so ``import skhash`` stays light: torch is imported only when a deep
+encoder is, numba's search kernels only when a searcher is. The encoders exported here are those of
+the registry (:mod:`skhash.encoders._registry`).
+"""
+
+import importlib
+
+from ._validation import InputError
+from .encoders._registry import ENCODERS
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "OrthoHashEncoder",
-    "CSQEncoder",
-    "GreedyHashEncoder",
+# name -> module that defines it, for everything but the registry's encoders
+_LAZY = {
+    "HammingNeighbors": "skhash.neighbors",
+    "pack_bits": "skhash.codes",
+    "unpack_bits": "skhash.codes",
+    "make_targets": "skhash.targets",
+    "target_distances": "skhash.targets",
+    "make_descriptors": "skhash.datasets",
+    "load_revisitop": "skhash.datasets",
+    "read_gldv2_solution": "skhash.datasets",
+}
+_LAZY.update({spec.class_name: spec.module for spec in ENCODERS})
+
+__all__ = [spec.class_name for spec in ENCODERS] + [
     "HammingNeighbors",
     "pack_bits",
     "unpack_bits",
@@ -20,5 +34,19 @@ __all__ = [
     "make_descriptors",
     "load_revisitop",
     "read_gldv2_solution",
+    "InputError",
     "__version__",
 ]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -113,3 +113,21 @@ def read_rows(X, start, stop, out):
     if hasattr(block, "compute"):
         block = block.compute()
     out[...] = block
+
+
+def map_row_blocks(X, func, obj, *, dtype, width):
+    """Apply ``func(block, obj)`` lazily to every row block of a Dask array: a lazy ``(n, width)`` result.
+
+    The blocks are made to span all columns first (a row's code needs all its features). ``obj`` (an
+    encoder) enters the graph once, as one key, not copied into every task. Dask is imported here only
+    because ``X`` is already a Dask array; nothing of skhash's Dask layer is needed.
+    """
+    import dask
+
+    if X.ndim != 2:
+        raise InputError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}.")
+    if X.numblocks[1] > 1:
+        X = X.rechunk({1: -1})
+    ref = dask.delayed(obj, pure=True)
+    meta = np.empty((0, 0), dtype)
+    return X.map_blocks(func, ref, dtype=dtype, chunks=(X.chunks[0], (int(width),)), meta=meta)

@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from ._streaming import is_lazy_array, map_row_blocks
 from .codes import n_bytes, pack_bits
 
 __all__ = [
@@ -68,7 +69,7 @@ def _import_distributed():
 
 def is_dask_array(X):
     """True if ``X`` is a :class:`dask.array.Array` (checked without importing dask)."""
-    return type(X).__module__.startswith("dask.array") and hasattr(X, "map_blocks")
+    return is_lazy_array(X)
 
 
 def get_client(scheduler=None, local_cluster=None, *, threads_per_worker=None, timeout=30, quiet=True):
@@ -157,10 +158,7 @@ def _check_features(encoder, X):
             f"X has {X.shape[1]} features, but {type(encoder).__name__} is expecting {expected} features "
             "as input."
         )
-    if X.numblocks[1] > 1:
-        # A code needs every feature of its row: blocks must span all columns.
-        X = X.rechunk({1: -1})
-    return X, n_bits
+    return n_bits
 
 
 def _decision_block(block, encoder):
@@ -168,9 +166,12 @@ def _decision_block(block, encoder):
     return encoder.decision_function(block)
 
 
-def _bits_block(block, encoder, packed):
-    bits = np.asarray(encoder.transform(block), dtype=np.uint8)
-    return pack_bits(bits) if packed else bits
+def _bits_block(block, encoder):
+    return np.asarray(encoder.transform(block), dtype=np.uint8)
+
+
+def _packed_block(block, encoder):
+    return pack_bits(_bits_block(block, encoder))
 
 
 def decision_function_dask(encoder, X):
@@ -186,13 +187,8 @@ def decision_function_dask(encoder, X):
     codes : dask.array.Array of shape (n_samples, n_bits), dtype float32
         Row blocks as ``X``'s; nothing is computed until asked.
     """
-    import dask
-
-    X, n_bits = _check_features(encoder, X)
-    # One graph key for the encoder rather than a copy of its weights inside every task.
-    enc = dask.delayed(encoder, pure=True)
-    meta = np.empty((0, 0), np.float32)
-    return X.map_blocks(_decision_block, enc, dtype=np.float32, chunks=(X.chunks[0], (n_bits,)), meta=meta)
+    n_bits = _check_features(encoder, X)
+    return map_row_blocks(X, _decision_block, encoder, dtype=np.float32, width=n_bits)
 
 
 def transform_dask(encoder, X, *, packed=False):
@@ -236,15 +232,10 @@ def transform_dask(encoder, X, *, packed=False):
     >>> bool((codes.compute() == pack_bits(enc.transform(X))).all())
     True
     """
-    import dask
-
-    X, n_bits = _check_features(encoder, X)
-    width = n_bytes(n_bits) if packed else n_bits
-    enc = dask.delayed(encoder, pure=True)
-    meta = np.empty((0, 0), np.uint8)
-    return X.map_blocks(
-        _bits_block, enc, bool(packed), dtype=np.uint8, chunks=(X.chunks[0], (width,)), meta=meta
-    )
+    n_bits = _check_features(encoder, X)
+    if packed:
+        return map_row_blocks(X, _packed_block, encoder, dtype=np.uint8, width=n_bytes(n_bits))
+    return map_row_blocks(X, _bits_block, encoder, dtype=np.uint8, width=n_bits)
 
 
 @contextlib.contextmanager

@@ -13,11 +13,19 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._popcount import popcount64
-from .codes import _check_n_bits, pack_bits, pack_words
+from ._validation import InputError, check_positive_int
+from .codes import pack_bits, pack_words
 
-__all__ = ["make_targets", "target_distances", "hadamard_matrix", "TargetDistances"]
+__all__ = [
+    "make_targets",
+    "target_distances",
+    "hadamard_matrix",
+    "check_separable",
+    "check_targets",
+    "TargetDistances",
+]
 
-TARGET_METHODS = ("maxhd", "hadamard", "bernoulli")
+TARGET_METHODS = ("maxhd", "hadamard", "bernoulli", "csq")
 
 TargetDistances = namedtuple("TargetDistances", ["min", "mean"])
 TargetDistances.__doc__ = "Minimum and mean pairwise Hamming distance of a set of targets."
@@ -28,14 +36,31 @@ def min_bits_for(n_classes):
     return max(1, math.ceil(math.log2(n_classes))) if n_classes > 1 else 1
 
 
-def _check_separable(n_classes, n_bits):
+def check_separable(n_classes, n_bits):
+    """Raise a clear :class:`~skhash.InputError` if ``n_bits`` bits cannot give ``n_classes`` distinct codes.
+
+    Every method that gives each class its own code (targets, centres, a classifier on the bits) needs
+    at least ``ceil(log2(n_classes))`` bits; the check runs before any training.
+
+    Examples
+    --------
+    >>> from skhash.targets import check_separable
+    >>> check_separable(10, 4)
+    >>> check_separable(17, 4)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skhash._validation.InputError: 17 classes cannot have distinct targets with n_bits=4: ...
+    """
     need = min_bits_for(n_classes)
     if n_classes > 2 ** min(n_bits, 62):
-        raise ValueError(
+        raise InputError(
             f"{n_classes} classes cannot have distinct targets with n_bits={n_bits}: "
             f"{n_bits} bits give only {2 ** n_bits} distinct codes. Use n_bits >= {need} "
             f"(and in practice many more: hashing works best with n_bits well above log2(C))."
         )
+
+
+_check_separable = check_separable  # the old private name
 
 
 def hadamard_matrix(n):
@@ -51,7 +76,7 @@ def hadamard_matrix(n):
            [ 1, -1, -1,  1]], dtype=int8)
     """
     if n < 1 or n & (n - 1):
-        raise ValueError(f"Sylvester's Hadamard matrix needs an order that is a power of two, got {n}.")
+        raise InputError(f"Sylvester's Hadamard matrix needs an order that is a power of two, got {n}.")
     h = np.ones((1, 1), dtype=np.int8)
     while h.shape[0] < n:
         h = np.block([[h, h], [h, -h]])
@@ -82,7 +107,7 @@ def _unique_bernoulli(n_rows, n_bits, rng, existing=None):
 
 def _hadamard_targets(n_classes, n_bits, rng):
     if n_bits & (n_bits - 1):
-        raise ValueError(
+        raise InputError(
             f"targets='hadamard' needs n_bits to be a power of two (Sylvester's construction), got "
             f"{n_bits}. Use n_bits in (16, 32, 64, 128, ...) or targets='maxhd'."
         )
@@ -91,6 +116,39 @@ def _hadamard_targets(n_classes, n_bits, rng):
     if n_classes > 2 * n_bits:
         rows = np.concatenate([rows, _unique_bernoulli(n_classes - 2 * n_bits, n_bits, rng, existing=rows)])
     return rows
+
+
+def _half_ones_codes(n_rows, n_bits, rng):
+    """Distinct ``±1`` rows with exactly ``n_bits // 2`` ones each (CSQ's random centres)."""
+    if math.comb(n_bits, n_bits // 2) < n_rows:
+        raise InputError(
+            f"{n_rows} classes cannot have distinct CSQ centres in {n_bits} bits: only "
+            f"{math.comb(n_bits, n_bits // 2)} codes have exactly {n_bits // 2} ones. Use more bits."
+        )
+    seen = set()
+    rows = []
+    for _ in range(100 * n_rows + 1000):
+        if len(rows) == n_rows:
+            break
+        r = -np.ones(n_bits, np.int8)
+        r[rng.choice(n_bits, n_bits // 2, replace=False)] = 1
+        if r.tobytes() not in seen:
+            seen.add(r.tobytes())
+            rows.append(r)
+    if len(rows) < n_rows:
+        raise InputError(
+            f"Cannot draw {n_rows} distinct CSQ centres with exactly {n_bits // 2} ones in {n_bits} bits; use more bits."
+        )
+    return np.stack(rows) if rows else np.zeros((0, n_bits), np.int8)
+
+
+def _csq_targets(n_classes, n_bits, rng):
+    """CSQ's rule (its public code): rows of ``[H_K; -H_K]`` when ``2K >= C`` and ``K`` is a power of
+    two, otherwise random distinct codes with exactly ``K/2`` ones."""
+    if n_bits & (n_bits - 1) == 0 and 2 * n_bits >= n_classes:
+        h = hadamard_matrix(n_bits)
+        return np.concatenate([h, -h])[:n_classes]
+    return _half_ones_codes(n_classes, n_bits, rng)
 
 
 @numba.njit(cache=True)
@@ -146,7 +204,7 @@ def _maxhd_targets(n_classes, n_bits, rng, start=0.61, step=0.01, patience=10_00
     seed = int(rng.randint(0, 2**31 - 1))
     words, count, reached = _maxhd_words(n_classes, n_bits, seed, start, step, patience, floor)
     if count < n_classes:
-        raise ValueError(
+        raise InputError(
             f"targets='maxhd' could place only {count} of {n_classes} targets with {n_bits} bits before the "
             f"required normalised Hamming distance fell below {floor}: the classes are too many for the bits. "
             f"Use more bits (n_bits >= {max(2 * n_bits, min_bits_for(n_classes))} is a safe choice) or "
@@ -165,7 +223,7 @@ def make_targets(n_classes, n_bits, method="maxhd", random_state=None):
         Number of classes ``C``.
     n_bits : int
         Code length ``K``.
-    method : {"maxhd", "hadamard", "bernoulli"}, default="maxhd"
+    method : {"maxhd", "hadamard", "bernoulli", "csq"}, default="maxhd"
         - ``"bernoulli"``: i.i.d. ``±1`` bits with p = 0.5.
         - ``"hadamard"``: rows of ``[H_K; -H_K]`` (Sylvester, ``K`` a power of two), which are pairwise
           ``K/2`` or ``K`` apart; classes beyond ``2K`` get Bernoulli rows, as in CSQ.
@@ -173,6 +231,9 @@ def make_targets(n_classes, n_bits, method="maxhd", random_state=None):
           their normalised Hamming distance to every accepted target is at least ``currdist`` (starting
           at 0.61); after 10,000 consecutive rejections ``currdist`` drops by 0.01, and below 0.2 it
           gives up with a ValueError. It gives a larger minimum distance than Bernoulli.
+        - ``"csq"``: CSQ's rule as its public code implements it: the Hadamard rows when ``2K >= C`` and
+          ``K`` is a power of two, otherwise random distinct codes with exactly ``K/2`` ones (balanced
+          centres; the paper draws Bernoulli rows instead).
     random_state : int, RandomState instance or None, default=None
         Seed for the random draws, for reproducible targets.
 
@@ -196,18 +257,18 @@ def make_targets(n_classes, n_bits, method="maxhd", random_state=None):
     >>> target_distances(t).min
     8
     """
-    if not isinstance(n_classes, (int, np.integer)) or isinstance(n_classes, bool) or n_classes < 1:
-        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}.")
-    n_classes = int(n_classes)
-    n_bits = _check_n_bits(n_bits)
+    n_classes = check_positive_int(n_classes, "n_classes")
+    n_bits = check_positive_int(n_bits, "n_bits")
     if method not in TARGET_METHODS:
-        raise ValueError(f"Unknown target method {method!r}; choose one of {TARGET_METHODS}.")
-    _check_separable(n_classes, n_bits)
+        raise InputError(f"Unknown target method {method!r}; choose one of {TARGET_METHODS}.")
+    check_separable(n_classes, n_bits)
     rng = check_random_state(random_state)
     if method == "bernoulli":
         return _unique_bernoulli(n_classes, n_bits, rng)
     if method == "hadamard":
         return _hadamard_targets(n_classes, n_bits, rng)
+    if method == "csq":
+        return _csq_targets(n_classes, n_bits, rng)
     return _maxhd_targets(n_classes, n_bits, rng)
 
 
@@ -247,7 +308,7 @@ def target_distances(targets):
     """
     arr = np.asarray(targets)
     if arr.ndim != 2 or arr.shape[0] < 2:
-        raise ValueError(f"targets must be a 2-D array with at least 2 rows, got shape {arr.shape}.")
+        raise InputError(f"targets must be a 2-D array with at least 2 rows, got shape {arr.shape}.")
     words = pack_words(pack_bits(arr), arr.shape[1])
     best, total = _pairwise_min_mean(words)
     n = arr.shape[0]
@@ -258,12 +319,12 @@ def check_targets(targets, n_classes, n_bits):
     """Validate a user-supplied target array: shape (n_classes, n_bits), values ±1, no repeated row."""
     arr = np.asarray(targets)
     if arr.ndim != 2 or arr.shape != (n_classes, n_bits):
-        raise ValueError(
+        raise InputError(
             f"targets array must have shape (n_classes, n_bits) = ({n_classes}, {n_bits}), got {arr.shape}."
         )
     if not np.issubdtype(arr.dtype, np.number) or not np.all((arr == 1) | (arr == -1)):
-        raise ValueError("targets array must contain only -1 and +1.")
+        raise InputError("targets array must contain only -1 and +1.")
     arr = arr.astype(np.int8)
     if len(np.unique(arr, axis=0)) != n_classes:
-        raise ValueError("targets array has repeated rows: two classes with the same target cannot be told apart.")
+        raise InputError("targets array has repeated rows: two classes with the same target cannot be told apart.")
     return arr

@@ -66,7 +66,12 @@ def test_transform_dask_equals_numpy_bit_for_bit(client, encoder, digits_split):
     ref = encoder.transform(X)
     np.testing.assert_array_equal(bits.compute(), ref)
     np.testing.assert_array_equal(packed.compute(), pack_bits(ref))
-    np.testing.assert_array_equal(decision_function_dask(encoder, Xd).compute(), encoder.decision_function(X))
+    # The float values of a row block may differ from the whole matrix's in the last float32 bit:
+    # OpenBLAS picks its kernel by the block's shape (numpy's own decision_function(X[300:1001]) differs
+    # from decision_function(X)[300:1001] the same way on some machines). The bits above are exact.
+    np.testing.assert_allclose(
+        decision_function_dask(encoder, Xd).compute(), encoder.decision_function(X), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_transform_dask_is_lazy_and_checks_shape(encoder):

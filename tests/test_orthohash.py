@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import skhash.encoders._base as base
+import skhash._validation as validation
 from skhash import OrthoHashEncoder
 from skhash.encoders._orthohash import orthohash_loss
 
@@ -175,7 +175,7 @@ def test_persistence_round_trip(tmp_path, digits_split):
 
 def test_cpu_fallback_warns_once(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(base, "_warned_cpu_fallback", False)
+    monkeypatch.setattr(validation, "_warned_fallback", set())
     X = np.random.default_rng(0).normal(size=(30, 4))
     y = np.arange(30) % 3
     with pytest.warns(UserWarning, match="CUDA is not available"):

@@ -18,6 +18,7 @@ from skhash import OrthoHashEncoder, make_descriptors
 from skhash.codes import pack_bits
 from skhash.datasets import read_codes, write_codes
 from skhash.encoders._data import BatchStream, StreamedRows, iter_row_chunks, steps_per_epoch
+from skhash.encoders._loop import TrainingLoop
 from skhash.metrics import mean_average_precision
 from skhash.neighbors import HammingNeighbors
 
@@ -30,11 +31,12 @@ def indexed_rows(n, d=3):
 
 
 def epoch_rows(stream):
-    """The rows of each batch of one epoch, checking that features and labels stayed paired."""
+    """The rows of each batch of one epoch, checking that features, labels and row indices stayed paired."""
     out = []
-    for xb, yb in stream.batches():
+    for xb, yb, index in stream.batches():
         x, y = xb.numpy(), yb.numpy()
         np.testing.assert_array_equal(x[:, 0].astype(np.int64), y)
+        np.testing.assert_array_equal(index.numpy(), y)
         np.testing.assert_array_equal(x, x[:, :1].repeat(x.shape[1], axis=1))
         out.append(y)
     return out
@@ -120,8 +122,7 @@ def test_window_and_block_sizes_follow_bytes_and_hdf5_chunks(tmp_path, monkeypat
     # Chunks too big to put 8 in a window are cut, so memory stays two windows.
     stream = BatchStream(f["huge_chunks"], y, 256, CPU, 0)
     assert stream.window_rows * 2048 * 4 <= data.STREAM_WINDOW_BYTES
-    monkeypatch.setattr(data, "STREAM_WINDOW_BYTES", 1024**2)
-    stream = BatchStream(f["X"], y, 256, CPU, 0)
+    stream = BatchStream(f["X"], y, 256, CPU, 0, window_bytes=1024**2)
     assert (stream.window_rows, stream.block_rows) == (256, 256)  # a window holds at least one batch
 
 
@@ -181,13 +182,17 @@ def test_streamed_fit_reaches_the_quality_of_an_in_memory_fit(h5_data, monkeypat
     d = h5_data
     # Windows of 600 rows in blocks of 20: ten windows per epoch, so the streamed shuffle is the
     # block-and-window one, not a full permutation, even on this small file.
-    monkeypatch.setattr(data, "STREAM_WINDOW_BYTES", 600 * 64 * 4)
-    monkeypatch.setattr(data, "STREAM_BLOCK_BYTES", 20 * 64 * 4)
-    params = dict(n_bits=32, device="cpu", max_epochs=15, random_state=0)
-    in_memory = retrieval_map(OrthoHashEncoder(**params).fit(d["X"], d["y"]), d)
-    streamed = retrieval_map(OrthoHashEncoder(**params).fit(d["f"]["X"], d["f"]["y"]), d)
+    small_windows = TrainingLoop(stream_window_bytes=600 * 64 * 4, stream_block_bytes=20 * 64 * 4)
+
+    def encoder():
+        enc = OrthoHashEncoder(n_bits=32, device="cpu", max_epochs=15, random_state=0)
+        enc.training_loop = small_windows
+        return enc
+
+    in_memory = retrieval_map(encoder().fit(d["X"], d["y"]), d)
+    streamed = retrieval_map(encoder().fit(d["f"]["X"], d["f"]["y"]), d)
     # The file sorted by class is the hard case for a windowed shuffle (module docstring of _data.py).
-    sorted_file = retrieval_map(OrthoHashEncoder(**params).fit(d["f"]["X_sorted"], d["f"]["y_sorted"]), d)
+    sorted_file = retrieval_map(encoder().fit(d["f"]["X_sorted"], d["f"]["y_sorted"]), d)
     assert in_memory > 0.6  # the codes learned something: chance is about 1/30
     assert streamed == pytest.approx(in_memory, abs=0.02)
     assert sorted_file == pytest.approx(in_memory, abs=0.03)
@@ -286,15 +291,15 @@ def test_write_codes_leaves_nothing_behind_when_encoding_fails(h5_data, tmp_path
 CHILD = textwrap.dedent("""
     import json, resource, sys
     import h5py, numpy as np
-    import skhash.encoders._data as data
     from skhash import OrthoHashEncoder, make_descriptors
+    from skhash.encoders._loop import TrainingLoop
 
     def status(key):
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
 
     path, mode, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    data.STREAM_WINDOW_BYTES = 16 * 1024**2
+    OrthoHashEncoder.training_loop = TrainingLoop(stream_window_bytes=16 * 1024**2)
     f = h5py.File(path, "r")
     y = f["y"][...]
     # Baseline: torch and skhash imported and one small fit run, so their own memory is counted in it.

@@ -66,10 +66,10 @@ def _data(n=640, d=24, c=12, seed=0):
     return centres[y] + 0.8 * rng.normal(size=(n, d)), y
 
 
-def _fit(X, y, device, epochs=6, **kw):
-    return OrthoHashEncoder(
-        16, targets="bernoulli", device=device, max_epochs=epochs, batch_size=64, random_state=0, **kw
-    ).fit(X, y)
+def _fit(X, y, device, epochs=6, options=loop.TrainingLoop(), **kw):
+    enc = OrthoHashEncoder(16, targets="bernoulli", device=device, max_epochs=epochs, batch_size=64, random_state=0, **kw)
+    enc.training_loop = options
+    return enc.fit(X, y)
 
 
 def test_cpu_fit_equals_plain_loop():
@@ -86,12 +86,10 @@ def test_cpu_fit_equals_plain_loop():
 
 
 @cuda
-def test_cuda_graph_path_equals_eager_path(monkeypatch):
+def test_cuda_graph_path_equals_eager_path():
     X, y = _data(n=2048)
-    monkeypatch.setattr(loop, "ALLOW_TF32", False)
-    fast = _fit(X, y, "cuda")
-    monkeypatch.setattr(loop, "USE_CUDA_GRAPH", False)
-    eager = _fit(X, y, "cuda")
+    fast = _fit(X, y, "cuda", options=loop.TrainingLoop(tf32=False))
+    eager = _fit(X, y, "cuda", options=loop.TrainingLoop(tf32=False, cuda_graph=False))
     assert fast.device_.startswith("cuda")
     np.testing.assert_allclose(fast.latent_weight_, eager.latent_weight_, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(fast.loss_curve_, eager.loss_curve_, rtol=1e-5)
@@ -99,10 +97,9 @@ def test_cuda_graph_path_equals_eager_path(monkeypatch):
 
 
 @cuda
-def test_cuda_fit_equals_plain_loop_and_cpu(monkeypatch):
+def test_cuda_fit_equals_plain_loop_and_cpu():
     X, y = _data(n=2048)
-    monkeypatch.setattr(loop, "ALLOW_TF32", False)
-    gpu = _fit(X, y, "cuda")
+    gpu = _fit(X, y, "cuda", options=loop.TrainingLoop(tf32=False))
     model, _ = plain_fit(X, y, 16, 6, 0, device="cuda")
     np.testing.assert_allclose(gpu.latent_weight_, model[0].weight.detach().numpy(), rtol=1e-3, atol=1e-5)
     cpu = _fit(X, y, "cpu")
@@ -113,12 +110,7 @@ def test_cuda_fit_equals_plain_loop_and_cpu(monkeypatch):
 def test_tf32_training_learns_the_same_codes():
     X, y = _data(n=4096, d=64, c=40)
     tf32 = _fit(X, y, "cuda", epochs=8)
-    loop_tf32 = loop.ALLOW_TF32
-    try:
-        loop.ALLOW_TF32 = False
-        fp32 = _fit(X, y, "cuda", epochs=8)
-    finally:
-        loop.ALLOW_TF32 = loop_tf32
+    fp32 = _fit(X, y, "cuda", epochs=8, options=loop.TrainingLoop(tf32=False))
     assert abs(tf32.score(X, y) - fp32.score(X, y)) < 0.01
 
 

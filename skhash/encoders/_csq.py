@@ -7,36 +7,13 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..targets import TARGET_METHODS, _check_separable, check_targets, hadamard_matrix, make_targets
-from ._base import BaseHashEncoder
-
-
-def _half_ones_codes(n_rows, n_bits, rng, existing):
-    """Distinct ``±1`` rows with exactly ``n_bits // 2`` ones each (CSQ's random centres)."""
-    seen = {r.tobytes() for r in existing}
-    rows = []
-    for _ in range(100 * n_rows + 1000):
-        if len(rows) == n_rows:
-            break
-        r = -np.ones(n_bits, np.int8)
-        r[rng.choice(n_bits, n_bits // 2, replace=False)] = 1
-        if r.tobytes() not in seen:
-            seen.add(r.tobytes())
-            rows.append(r)
-    if len(rows) < n_rows:
-        raise ValueError(
-            f"Cannot draw {n_rows} distinct CSQ centres with exactly {n_bits // 2} ones in {n_bits} bits; use more bits."
-        )
-    return np.stack(rows) if rows else np.zeros((0, n_bits), np.int8)
+from ..targets import TARGET_METHODS, check_targets, make_targets
+from ._deep import DeepHashEncoder
 
 
 def csq_centers(n_classes, n_bits, rng):
-    """CSQ's hash centres: rows of ``[H_K; -H_K]`` when ``2K >= C`` (``K`` a power of two), else random
-    distinct codes with exactly ``K/2`` ones."""
-    if n_bits & (n_bits - 1) == 0 and 2 * n_bits >= n_classes:
-        h = hadamard_matrix(n_bits)
-        return np.concatenate([h, -h])[:n_classes]
-    return _half_ones_codes(n_classes, n_bits, rng, existing=np.zeros((0, n_bits), np.int8))
+    """CSQ's hash centres: :func:`skhash.targets.make_targets` with ``method="csq"``."""
+    return make_targets(n_classes, n_bits, "csq", random_state=rng)
 
 
 def csq_sample_centers(y, centers, fill, multilabel):
@@ -60,7 +37,7 @@ def csq_loss(h, c, lambda_q):
     return center + lambda_q * quant
 
 
-class CSQEncoder(BaseHashEncoder):
+class CSQEncoder(DeepHashEncoder):
     """Learn binary codes with CSQ: pull ``tanh`` codes towards fixed hash centres.
 
     A latent ``Linear(n_features, n_bits)`` gives ``h``; ``u = tanh(h)`` is pulled towards the sample's
@@ -72,10 +49,11 @@ class CSQEncoder(BaseHashEncoder):
     n_bits : int, default=64
     lambda_q : float, default=0.001
         Weight of the quantisation penalty.
-    targets : {"hadamard", "maxhd", "bernoulli"} or array-like of shape (n_classes, n_bits), default="hadamard"
-        ``"hadamard"`` is CSQ's rule: rows of ``[H_K; -H_K]`` when ``2K >= C`` and ``K`` is a power of
-        two, otherwise random distinct centres with exactly ``K/2`` ones. The other names use
-        :func:`skhash.targets.make_targets`; an array gives the centres themselves.
+    targets : {"csq", "maxhd", "hadamard", "bernoulli"} or array-like of shape (n_classes, n_bits), default="csq"
+        How the hash centres are made, by :func:`skhash.targets.make_targets`. ``"csq"`` is CSQ's rule:
+        rows of ``[H_K; -H_K]`` when ``2K >= C`` and ``K`` is a power of two, otherwise random distinct
+        centres with exactly ``K/2`` ones. For this encoder ``"hadamard"`` is kept as the old spelling of
+        ``"csq"`` (before version 0.2 it named CSQ's rule here). An array gives the centres themselves.
     device : str, default="cuda"
     batch_size : int, default=256
     max_epochs : int or "auto", default="auto"
@@ -106,7 +84,7 @@ class CSQEncoder(BaseHashEncoder):
     """
 
     _parameter_constraints = {
-        **BaseHashEncoder._parameter_constraints,
+        **DeepHashEncoder._parameter_constraints,
         "lambda_q": [Interval(numbers.Real, 0, None, closed="left")],
         "targets": [StrOptions(set(TARGET_METHODS)), "array-like"],
     }
@@ -115,7 +93,7 @@ class CSQEncoder(BaseHashEncoder):
         self,
         n_bits=64,
         lambda_q=0.001,
-        targets="hadamard",
+        targets="csq",
         device="cuda",
         *,
         batch_size=256,
@@ -138,11 +116,8 @@ class CSQEncoder(BaseHashEncoder):
 
     def _prepare_classes(self, n_classes, rng):
         if isinstance(self.targets, str):
-            if self.targets == "hadamard":
-                _check_separable(n_classes, self.n_bits)
-                self.targets_ = csq_centers(n_classes, self.n_bits, rng)
-            else:
-                self.targets_ = make_targets(n_classes, self.n_bits, self.targets, random_state=rng)
+            method = "csq" if self.targets == "hadamard" else self.targets  # the old spelling of CSQ's rule
+            self.targets_ = make_targets(n_classes, self.n_bits, method, random_state=rng)
         else:
             self.targets_ = check_targets(self.targets, n_classes, self.n_bits)
         self.fill_ = np.where(rng.random_sample(self.n_bits) < 0.5, 1, -1).astype(np.int8)

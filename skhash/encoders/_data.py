@@ -24,6 +24,7 @@ window, if it matters.
 """
 
 import threading
+from collections import namedtuple
 
 import numpy as np
 import torch
@@ -45,6 +46,13 @@ STREAM_WINDOW_BYTES = 256 * 1024**2
 # Rows are read in contiguous blocks of about this many bytes (rounded to whole HDF5 chunks): large
 # enough for sequential reads to be fast, small enough that a window mixes many places of the file.
 STREAM_BLOCK_BYTES = 8 * 1024**2
+Batch = namedtuple("Batch", "x y index")
+Batch.__doc__ = """One training batch on the training device.
+
+x : float32 (batch, n_features); y : class indices (batch,), a 0/1 indicator matrix (batch, n_classes),
+or None for unsupervised fits; index : int64 (batch,), the rows' positions in the training set.
+"""
+
 # Keep this much device memory free beside the resident data.
 DEVICE_HEADROOM = 2 * 1024**3
 
@@ -71,8 +79,9 @@ class InMemoryBatches:
     def __init__(self, X, y, batch_size, device, seed):
         x = np.ascontiguousarray(X, dtype=np.float32)
         self.X = torch.from_numpy(x).to(device)
-        self.y = torch.from_numpy(np.ascontiguousarray(y)).to(device)
-        self._x_np, self._y_np = x, np.ascontiguousarray(y)
+        self._x_np = x
+        self._y_np = None if y is None else np.ascontiguousarray(y)
+        self.y = None if y is None else torch.from_numpy(self._y_np).to(device)
         self.n = x.shape[0]
         self.batch_size = min(batch_size, self.n)
         self.steps_per_epoch = steps_per_epoch(self.n, batch_size)
@@ -81,6 +90,11 @@ class InMemoryBatches:
 
     def epoch_permutation(self):
         return torch.randperm(self.n, generator=self._gen).to(self.device, non_blocking=True)
+
+    def gather(self, idx):
+        """The batch of rows ``idx`` (a device index tensor), gathered on the device."""
+        y = None if self.y is None else self.y.index_select(0, idx)
+        return Batch(self.X.index_select(0, idx), y, idx)
 
     def batches(self):
         perm = self.epoch_permutation()
@@ -91,9 +105,10 @@ class InMemoryBatches:
         for i in range(self.steps_per_epoch):
             idx = perm[i * b : (i + 1) * b]
             if on_cpu:
-                yield torch.from_numpy(self._x_np[idx]), torch.from_numpy(self._y_np[idx])
+                y = None if self._y_np is None else torch.from_numpy(self._y_np[idx])
+                yield Batch(torch.from_numpy(self._x_np[idx]), y, torch.from_numpy(idx))
             else:
-                yield self.X.index_select(0, idx), self.y.index_select(0, idx)
+                yield self.gather(idx)
 
 
 class BatchStream:
@@ -107,10 +122,12 @@ class BatchStream:
     in one window is read once. The module docstring discusses the trade-off against a full shuffle.
     """
 
-    def __init__(self, X, y, batch_size, device, seed, *, window_rows=None, block_rows=None):
+    def __init__(self, X, y, batch_size, device, seed, *, window_rows=None, block_rows=None,
+                 window_bytes=STREAM_WINDOW_BYTES, block_bytes=STREAM_BLOCK_BYTES):
         check_stream_dtype(X)
         self.X = X
-        self.y = np.ascontiguousarray(y)
+        self.y = None if y is None else np.ascontiguousarray(y)
+        self._y_dev = None
         self.n = X.shape[0]
         self.n_features = X.shape[1]
         self.batch_size = min(batch_size, self.n)
@@ -118,10 +135,10 @@ class BatchStream:
         self.device = device
         row_bytes = 4 * self.n_features
         if window_rows is None:
-            window_rows = max(1, STREAM_WINDOW_BYTES // row_bytes)
+            window_rows = max(1, int(window_bytes) // row_bytes)
         window_rows = max(int(window_rows), self.batch_size)
         if block_rows is None:
-            block_rows = min(window_rows, max(1, STREAM_BLOCK_BYTES // row_bytes))
+            block_rows = min(window_rows, max(1, int(block_bytes) // row_bytes))
             chunks = getattr(X, "chunks", None)
             chunked = isinstance(chunks, tuple) and chunks and isinstance(chunks[0], int)
             chunk_rows = chunks[0] if chunked else 0
@@ -137,7 +154,7 @@ class BatchStream:
         self._resident = None
 
     def _read_window(self, starts, buf):
-        """Read the blocks at ``starts`` into ``buf``; return views ``(x, y)`` of the rows read."""
+        """Read the blocks at ``starts`` into ``buf``; return ``(x, rows)``: the rows read and their indices."""
         rows = []
         m = 0
         for s in starts:
@@ -147,7 +164,7 @@ class BatchStream:
             check_finite(out, s)
             rows.append(np.arange(s, stop))
             m += stop - s
-        return buf[:m], self.y[np.concatenate(rows)]
+        return buf[:m], np.concatenate(rows)
 
     def _windows(self):
         starts = np.arange(0, self.n, self.block_rows)
@@ -197,28 +214,38 @@ class BatchStream:
         else:
             take, cat, as_tensor = (lambda a, i: a.index_select(0, i)), torch.cat, (lambda a: a)
         produced = 0
-        carry_x = carry_y = None
-        for x, y in self._windows():
+        if not on_cpu and self.y is not None and self._y_dev is None:
+            self._y_dev = torch.from_numpy(self.y).to(self.device)
+        labels = self.y if on_cpu else self._y_dev
+
+        def batch(x, rows):
+            if on_cpu:
+                y = None if labels is None else torch.from_numpy(labels[rows])
+                return Batch(torch.from_numpy(x), y, torch.from_numpy(rows))
+            return Batch(x, None if labels is None else labels.index_select(0, rows), rows)
+
+        carry_x = carry_rows = None
+        for x, rows in self._windows():
             order = self._rng.permutation(len(x))
             if not on_cpu:
                 # A blocking copy from pageable memory: the host buffer may be refilled once it returns.
-                x, y = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
+                x, rows = torch.from_numpy(x).to(self.device), torch.from_numpy(rows).to(self.device)
                 order = torch.from_numpy(order).to(self.device)
             pos = 0
             if carry_x is not None:
                 take_idx = order[: b - len(carry_x)]
-                carry_x, carry_y = cat([carry_x, take(x, take_idx)]), cat([carry_y, take(y, take_idx)])
+                carry_x, carry_rows = cat([carry_x, take(x, take_idx)]), cat([carry_rows, take(rows, take_idx)])
                 pos = len(take_idx)
                 if len(carry_x) < b:  # a window shorter than the rows the batch still needed
                     continue
-                yield as_tensor(carry_x), as_tensor(carry_y)
+                yield batch(carry_x, carry_rows)
                 produced += 1
-                carry_x = carry_y = None
+                carry_x = carry_rows = None
             while pos + b <= len(order) and produced < self.steps_per_epoch:
                 idx = order[pos : pos + b]
-                yield as_tensor(take(x, idx)), as_tensor(take(y, idx))
+                yield batch(take(x, idx), take(rows, idx))
                 produced += 1
                 pos += b
             if pos < len(order) and produced < self.steps_per_epoch:
                 rest = order[pos:]
-                carry_x, carry_y = take(x, rest), take(y, rest)
+                carry_x, carry_rows = take(x, rest), take(rows, rest)

@@ -5,8 +5,8 @@ import numbers
 import torch
 from sklearn.utils._param_validation import Interval
 
-from ..targets import _check_separable
-from ._base import BaseHashEncoder, label_cross_entropy
+from ..targets import check_separable
+from ._deep import DeepHashEncoder, label_cross_entropy
 
 
 class SignStraightThrough(torch.autograd.Function):
@@ -28,7 +28,7 @@ def greedyhash_loss(h, y, classifier, *, alpha, power, multilabel=False):
     return ce + alpha * (h.abs() - 1.0).abs().pow(power).mean()
 
 
-class GreedyHashEncoder(BaseHashEncoder):
+class GreedyHashEncoder(DeepHashEncoder):
     """Learn binary codes with GreedyHash: classify the signs, with a straight-through gradient.
 
     A latent ``Linear(n_features, n_bits)`` gives ``h``; the codes ``b = sign(h)`` feed a
@@ -68,7 +68,7 @@ class GreedyHashEncoder(BaseHashEncoder):
     """
 
     _parameter_constraints = {
-        **BaseHashEncoder._parameter_constraints,
+        **DeepHashEncoder._parameter_constraints,
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "power": [Interval(numbers.Real, 0, None, closed="neither")],
     }
@@ -99,7 +99,7 @@ class GreedyHashEncoder(BaseHashEncoder):
         self.verbose = verbose
 
     def _prepare_classes(self, n_classes, rng):
-        _check_separable(n_classes, self.n_bits)
+        check_separable(n_classes, self.n_bits)
 
     def _build_latent(self, n_features):
         return torch.nn.Linear(n_features, self.n_bits)

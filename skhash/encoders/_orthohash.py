@@ -10,7 +10,7 @@ from torch.autograd.function import once_differentiable
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..targets import TARGET_METHODS, check_targets, make_targets
-from ._base import BaseHashEncoder, label_cross_entropy
+from ._deep import DeepHashEncoder, label_cross_entropy
 
 # acos has an infinite slope at ±1: keep the arc margin's argument strictly inside.
 _ARC_CLAMP = 1.0 - 1e-6
@@ -115,7 +115,7 @@ def orthohash_loss(v, targets_unit, y, *, margin, scale, margin_type="cos", mult
     return label_cross_entropy(logits, y, multilabel)
 
 
-class OrthoHashEncoder(BaseHashEncoder):
+class OrthoHashEncoder(DeepHashEncoder):
     """Learn binary codes with OrthoHash: one cosine loss against fixed binary orthogonal targets.
 
     A latent layer ``Linear(n_features, n_bits, bias=False)`` followed by ``BatchNorm1d`` is trained so
@@ -132,7 +132,7 @@ class OrthoHashEncoder(BaseHashEncoder):
     scale : float, "auto" or None, default=None
         Logit scale ``s``. ``None`` means ``sqrt(n_bits)``; ``"auto"`` means ``sqrt(2) * ln(C - 1)``
         (supplementary D.2 of the paper; needs at least 3 classes).
-    targets : {"maxhd", "hadamard", "bernoulli"} or array-like of shape (n_classes, n_bits), default="maxhd"
+    targets : {"maxhd", "hadamard", "bernoulli", "csq"} or array-like of shape (n_classes, n_bits), default="maxhd"
         How the fixed class targets are made (see :func:`skhash.targets.make_targets`), or the
         ``±1`` targets themselves, one row per class in the order of ``classes_``.
     device : str, default="cuda"
@@ -195,7 +195,7 @@ class OrthoHashEncoder(BaseHashEncoder):
     """
 
     _parameter_constraints = {
-        **BaseHashEncoder._parameter_constraints,
+        **DeepHashEncoder._parameter_constraints,
         "margin": [Interval(numbers.Real, 0, None, closed="left")],
         "scale": [None, StrOptions({"auto"}), Interval(numbers.Real, 0, None, closed="neither")],
         "targets": [StrOptions(set(TARGET_METHODS)), "array-like"],

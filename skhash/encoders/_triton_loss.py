@@ -6,7 +6,7 @@ and a contiguous range of classes: the forward computes logit tiles in registers
 max and sum (online log-sum-exp, as in flash attention); the backward recomputes the tiles, forms
 ``softmax − onehot`` and accumulates its product with the targets. Only per-range partial results
 (a few MB) go to memory, and torch sums them. The tile products run on the tensor cores in TF32, so
-this path is used only when TF32 matmuls are allowed (the training loop's ``ALLOW_TF32``).
+this path is used only when TF32 matmuls are allowed (``TrainingLoop(tf32=True)``, the default).
 """
 
 import torch
