@@ -3,22 +3,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skhash import CSQEncoder, GreedyHashEncoder
 from skhash.encoders._csq import csq_centers, csq_loss, csq_sample_centers
 from skhash.encoders._greedyhash import SignStraightThrough, greedyhash_loss
 from skhash.targets import hadamard_matrix
-
-
-@parametrize_with_checks(
-    [
-        CSQEncoder(16, device="cpu", max_epochs=3, random_state=0),
-        GreedyHashEncoder(16, device="cpu", max_epochs=3, random_state=0),
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 # ---------------------------------------------------------------- CSQ

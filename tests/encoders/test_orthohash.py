@@ -9,7 +9,6 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skhash._validation as validation
 from skhash import OrthoHashEncoder
@@ -20,11 +19,6 @@ from conftest import brute_loo_map
 
 def small(**kw):
     return OrthoHashEncoder(**{"n_bits": 16, "device": "cpu", "max_epochs": 5, "random_state": 0, **kw})
-
-
-@parametrize_with_checks([OrthoHashEncoder(16, device="cpu", max_epochs=3, random_state=0)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 # ---------------------------------------------------------------- the loss on hand-computed cases

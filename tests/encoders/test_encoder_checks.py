@@ -1,0 +1,51 @@
+"""scikit-learn's estimator checks on every encoder of the registry, on small instances.
+
+The checks fit many times, so each encoder runs here with its cheapest settings (two epochs, few
+anchors, ...): SMALL names them by parameter, and an encoder gets those of its parameters that it has.
+Defaults are exercised by the quality tests and the benchmarks, not here.
+"""
+
+import inspect
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skhash.encoders import ENCODERS, get_encoder
+
+# Cheap settings, by parameter name; an encoder takes the ones its constructor has.
+SMALL = {
+    "n_bits": 16,
+    "device": "cpu",
+    "max_epochs": 2,
+    "random_state": 0,
+    "n_iter": 3,
+    "n_anchors": 20,
+    "n_landmarks": 20,
+    "n_clusters": 4,
+}
+
+
+def small(cls):
+    names = inspect.signature(cls.__init__).parameters
+    return cls(**{k: v for k, v in SMALL.items() if k in names})
+
+
+ALL = [small(get_encoder(spec.name)) for spec in ENCODERS]
+
+
+def test_every_registered_encoder_is_checked():
+    assert [type(e).__name__ for e in ALL] == [spec.class_name for spec in ENCODERS]
+    assert len(ALL) >= 3
+
+
+@parametrize_with_checks(ALL)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("spec", ENCODERS, ids=lambda s: s.name)
+def test_registry_entry_matches_the_class(spec):
+    cls = get_encoder(spec.name)
+    assert cls.__name__ == spec.class_name and cls.__module__ == spec.module
+    assert (cls.__sklearn_tags__(small(cls)).target_tags.required) == spec.supervised
+    assert spec.summary and spec.family in ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")
