@@ -16,6 +16,7 @@ state, is set only inside :func:`allow_tf32`.
 
 import contextlib
 import math
+from collections import namedtuple
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +50,11 @@ class TrainingLoop:
     tf32: bool = True
     stream_window_bytes: int = STREAM_WINDOW_BYTES
     stream_block_bytes: int = STREAM_BLOCK_BYTES
+
+
+TrainResult = namedtuple("TrainResult", "curve initial_loss milestones steps_per_epoch")
+TrainResult.__doc__ = """What a run gives: the mean (first) loss of every epoch, the loss of the very first step
+(at the initial weights), the epochs at which the learning rate dropped, and the steps in an epoch."""
 
 
 def lr_milestones(n_epochs):
@@ -97,7 +103,7 @@ def _as_losses(out):
 
 def train_loop(param_groups, batch_loss, source, n_epochs, *, learning_rate, weight_decay, device, verbose,
                name, modules=(), epoch_end=None, options=TrainingLoop()):
-    """Train with ``batch_loss(batch)``; return the mean of its (first) loss per epoch.
+    """Train with ``batch_loss(batch)``; return a :class:`TrainResult`.
 
     Parameters
     ----------
@@ -138,9 +144,12 @@ def _train_loop(param_groups, batch_loss, source, n_epochs, *, learning_rate, we
     milestones = lr_milestones(n_epochs)
     loss_sum = torch.zeros((), device=device)
     several = len(opts) > 1
+    initial = []  # the loss of the very first step, at the initial weights
 
     def step(batch):
         losses = _as_losses(batch_loss(batch))
+        if not initial and not (cuda and torch.cuda.is_current_stream_capturing()):
+            initial.append(float(losses[0].detach()))
         if len(losses) != len(opts):
             raise RuntimeError(f"{name}: the batch loss gave {len(losses)} losses for {len(opts)} optimisers.")
         if several:
@@ -195,7 +204,7 @@ def _train_loop(param_groups, batch_loss, source, n_epochs, *, learning_rate, we
             bar.close()
         for m in modules:
             m.eval()
-    return curve
+    return TrainResult(curve, initial[0] if initial else math.nan, milestones, source.steps_per_epoch)
 
 
 def _graph_epoch(source, step, zero_grad, graph):
