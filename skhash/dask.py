@@ -1,6 +1,6 @@
 """Run skhash on Dask: encode descriptors block by block and search codes sharded over workers.
 
-Install with ``pip install skhash[dask]``. Nothing here is home-made distribution: encoding is a
+Install with ``pip install scikit-hash[dask]``. Nothing here is home-made distribution: encoding is a
 ``map_blocks`` over a :mod:`dask.array`, sharded search is futures on a :class:`distributed.Client`.
 A :class:`~distributed.LocalCluster` is the embedded default (:func:`get_client` with
 ``local_cluster=N``); the same code runs on a real cluster given its scheduler's address.
@@ -62,7 +62,7 @@ def _import_distributed():
         import distributed
     except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
         raise ImportError(
-            "skhash.dask needs Dask: pip install 'skhash[dask]' (dask[array,distributed], dask-ml)."
+            "skhash.dask needs Dask: pip install 'scikit-hash[dask]' (dask[array,distributed], dask-ml)."
         ) from exc
     return distributed
 
