@@ -29,7 +29,10 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ._streaming import is_lazy_array, map_row_blocks
+from ._validation import InputError
+from ._validation import check_positive_int as _check_positive_int
 from .codes import n_bytes, pack_bits
+from .io import check_bit_columns, code_file_layout, codes_output, open_h5
 
 __all__ = [
     "get_client",
@@ -72,6 +75,10 @@ def is_dask_array(X):
     return is_lazy_array(X)
 
 
+class SchedulerUnreachableError(InputError, ConnectionError):
+    """No Dask scheduler answers at the address given: a mistake in the input, and a ConnectionError."""
+
+
 def get_client(scheduler=None, local_cluster=None, *, threads_per_worker=None, timeout=30, quiet=True):
     """Connect to a Dask scheduler, or start a local cluster of worker processes.
 
@@ -93,7 +100,13 @@ def get_client(scheduler=None, local_cluster=None, *, threads_per_worker=None, t
     -------
     client : distributed.Client
         With neither argument, the client already current in this process (for example one the user
-        made), or a ``ValueError`` if there is none.
+        made), or an :class:`~skhash._validation.InputError` (a ``ValueError``) if there is none.
+
+    Raises
+    ------
+    InputError
+        If the arguments are wrong, there is no client, or the scheduler cannot be reached (then also
+        a ``ConnectionError``).
 
     Examples
     --------
@@ -104,14 +117,14 @@ def get_client(scheduler=None, local_cluster=None, *, threads_per_worker=None, t
     """
     distributed = _import_distributed()
     if scheduler is not None and local_cluster is not None:
-        raise ValueError("Pass either scheduler (an address) or local_cluster (a worker count), not both.")
+        raise InputError("Pass either scheduler (an address) or local_cluster (a worker count), not both.")
     if scheduler is not None:
         if not isinstance(scheduler, str) or not scheduler:
-            raise ValueError(f"scheduler must be an address such as 'tcp://host:8786', got {scheduler!r}.")
+            raise InputError(f"scheduler must be an address such as 'tcp://host:8786', got {scheduler!r}.")
         try:
             return distributed.Client(scheduler, timeout=timeout)
         except OSError as exc:
-            raise ConnectionError(f"Cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
+            raise SchedulerUnreachableError(f"Cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
     if local_cluster is not None:
         n = _check_positive_int(local_cluster, "local_cluster (a number of workers)")
         if threads_per_worker is None:
@@ -126,7 +139,7 @@ def get_client(scheduler=None, local_cluster=None, *, threads_per_worker=None, t
     try:
         return distributed.default_client()
     except ValueError:
-        raise ValueError(
+        raise InputError(
             "No Dask client is running: pass scheduler='tcp://host:port' or local_cluster=N, or create a "
             "distributed.Client first."
         ) from None
@@ -241,8 +254,6 @@ def transform_dask(encoder, X, *, packed=False):
 @contextlib.contextmanager
 def _opened(spec):
     """A feature or code file opened read-only for the duration of a ``with`` block."""
-    from .datasets import open_h5
-
     arr = open_h5(spec)
     try:
         yield arr
@@ -274,7 +285,7 @@ def _rows_array(arr, spec, block_rows):
     import dask.array as da
 
     if len(arr.shape) != 2:
-        raise ValueError(f"{os.fspath(spec)!r} holds an array of shape {arr.shape}; expected 2-D rows.")
+        raise InputError(f"{os.fspath(spec)!r} holds an array of shape {arr.shape}; expected 2-D rows.")
     if block_rows is None:
         block_rows = FEATURE_BLOCK_ROWS
         file_chunks = getattr(arr, "chunks", None)
@@ -293,7 +304,7 @@ def from_features(spec, *, block_rows=None):
     ----------
     spec : str or path-like
         ``"file.h5:key"``, ``"file.h5"`` (a file with one data set) or ``"file.npy"``, as
-        :func:`skhash.datasets.open_h5` takes them. On a cluster, the path must be readable from every
+        :func:`skhash.io.open_h5` takes them. On a cluster, the path must be readable from every
         worker (a shared file system).
     block_rows : int, default=None
         Rows per block; ``None`` means about :data:`FEATURE_BLOCK_ROWS`, rounded to whole HDF5 chunks.
@@ -309,9 +320,10 @@ def from_features(spec, *, block_rows=None):
 def from_codes(spec, *, block_rows=None):
     """A dask array of packed codes over a code file, read by path on the workers.
 
-    The file is read as :func:`skhash.datasets.read_codes` reads it: a data set written by ``skhash
-    encode`` (its attributes say whether it is packed and how many bits it holds), or any 2-D matrix of
-    ``{0, 1}`` columns, which is packed block by block.
+    The file is read as :func:`skhash.io.read_codes` reads it (through the same parser of its
+    attributes, :func:`skhash.io.code_file_layout`): a data set written by ``skhash encode`` (its
+    attributes say whether it is packed and how many bits it holds), or any 2-D matrix of ``{0, 1}``
+    columns, which is packed block by block.
 
     Parameters
     ----------
@@ -326,30 +338,17 @@ def from_codes(spec, *, block_rows=None):
     n_bits : int
     """
     with _opened(spec) as arr:
+        n_bits, packed = code_file_layout(arr, spec)
         X = _rows_array(arr, spec, block_rows)
-        attrs = dict(getattr(arr, "attrs", {}))
-        shape, dtype = arr.shape, arr.dtype
-    if bool(attrs.get("packed", False)):
-        n_bits = int(attrs["n_bits"])
-        if dtype != np.uint8 or shape[1] != n_bytes(n_bits):
-            raise ValueError(
-                f"{os.fspath(spec)!r}: packed {n_bits}-bit codes must be uint8 of width {n_bytes(n_bits)}, "
-                f"got {dtype} of width {shape[1]}."
-            )
+    if packed:
         return X, n_bits
-    if not (dtype == bool or np.issubdtype(dtype, np.integer)):
-        raise ValueError(f"{os.fspath(spec)!r} holds {dtype} values; codes are {{0, 1}} columns.")
-    chunks = (X.chunks[0], (n_bytes(shape[1]),))
-    packed = X.map_blocks(_pack_bit_columns, dtype=np.uint8, chunks=chunks, meta=np.empty((0, 0), np.uint8))
-    return packed, int(shape[1])
+    chunks = (X.chunks[0], (n_bytes(n_bits),))
+    meta = np.empty((0, 0), np.uint8)
+    return X.map_blocks(_pack_bit_columns, os.fspath(spec), dtype=np.uint8, chunks=chunks, meta=meta), n_bits
 
 
-def _pack_bit_columns(block):
-    if block.size and (block.min() < 0 or block.max() > 1):
-        raise ValueError(
-            "A code file without the 'packed' attribute must hold {0, 1} columns, one per bit; this one "
-            "holds other values. Write codes with skhash encode or skhash.datasets.write_codes."
-        )
+def _pack_bit_columns(block, spec):
+    check_bit_columns(block, spec)
     return pack_bits(block)
 
 
@@ -382,8 +381,8 @@ def write_codes_dask(
 ):
     """Encode a dask array (or a feature file) on Dask and write the codes into an HDF5 data set.
 
-    The Dask form of :func:`skhash.datasets.write_codes`, with the same output: a ``uint8`` data set
-    with attributes ``n_bits`` and ``packed`` that :func:`~skhash.datasets.read_codes` and ``skhash
+    The Dask form of :func:`skhash.io.write_codes`, with the same output: a ``uint8`` data set
+    with attributes ``n_bits`` and ``packed`` that :func:`~skhash.io.read_codes` and ``skhash
     search`` read back. The workers read and encode the blocks; this process writes them as they
     arrive, a few blocks in flight, since an HDF5 file cannot be written by several processes at once
     (for Zarr, which can, use ``transform_dask(encoder, X).to_zarr(path)``). Only codes travel: a
@@ -410,19 +409,17 @@ def write_codes_dask(
 
     Raises
     ------
-    ValueError
-        As :func:`~skhash.datasets.write_codes`; nothing is left behind when encoding fails part-way.
+    InputError
+        As :func:`~skhash.io.write_codes`; nothing is left behind when encoding fails part-way.
     """
     from tqdm.auto import tqdm
-
-    from .datasets import codes_output
 
     if isinstance(X, (str, os.PathLike)):
         X = from_features(X)
     codes = transform_dask(encoder, X, packed=packed)
     n = int(codes.shape[0])
     if n == 0:
-        raise ValueError("X has no rows; there is nothing to encode.")
+        raise InputError("X has no rows; there is nothing to encode.")
     if client is None:
         try:
             client = _import_distributed().default_client()
@@ -583,12 +580,6 @@ def _shard_sizes(n, n_shards, n_workers):
     if any(s < 1 for s in sizes) or sum(sizes) != n:
         raise ValueError(f"Shard sizes {sizes} must be positive and sum to the {n} codes given.")
     return sizes
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 class DaskHammingNeighbors(BaseEstimator):
