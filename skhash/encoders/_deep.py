@@ -348,6 +348,7 @@ class DeepHashEncoder(BaseHashEncoder, metaclass=ABCMeta):
             modules=modules,
             epoch_end=epoch_end,
             options=self.training_loop,
+            n_jobs=getattr(self, "n_jobs", None),
         )
         if not all(torch.isfinite(p).all() for p in latent.parameters()):
             raise RuntimeError(
