@@ -9,7 +9,7 @@ padding bits are zero in every code, so they never add to a Hamming distance.
 
 import numpy as np
 
-from ._validation import InputError, check_array, check_positive_int
+from ._validation import InputError, check_array, check_positive_int, validate_data
 
 __all__ = [
     "check_codes",
@@ -93,23 +93,24 @@ class _CodeTypeError(InputError, TypeError):
     """Codes of a dtype that cannot be what was asked for: a TypeError, and skhash's input error."""
 
 
-def _checked(codes, *, packed, n_bits=None, input_name="codes", estimator=None, ensure_min_samples=0):
+def _checked(
+    codes, *, packed, n_bits=None, input_name="codes", estimator=None, reset=None, ensure_min_samples=0
+):
     """The one code-input check: ``codes`` validated, as {0, 1} bits or as packed bytes.
 
     scikit-learn's ``check_array`` does the general part (dense, 2-D, numeric, not complex, finite, at
-    least ``ensure_min_samples`` rows and one column, with its own messages); what is particular to
-    codes follows it. Packed bytes are never read as bits: bits given as uint8 must be 0 or 1.
+    least ``ensure_min_samples`` rows and one column, with its own messages), through ``validate_data``
+    when the width is an estimator's (``reset``); what is particular to codes follows it. Packed bytes
+    are never read as bits: bits given as uint8 must be 0 or 1.
     """
     if n_bits is not None:
         n_bits = _check_n_bits(n_bits)
     # Packed input keeps its dtype so that anything but uint8 is refused, not converted.
-    arr = check_array(
-        codes,
-        dtype=None if packed else "numeric",
-        ensure_min_samples=ensure_min_samples,
-        estimator=estimator,
-        input_name=input_name,
-    )
+    params = dict(dtype=None if packed else "numeric", ensure_min_samples=ensure_min_samples)
+    if reset is None:
+        arr = check_array(codes, estimator=estimator, input_name=input_name, **params)
+    else:
+        arr = validate_data(estimator, codes, reset=reset, **params)
     if packed:
         if arr.dtype != np.uint8:
             raise _CodeTypeError(
@@ -135,7 +136,9 @@ def _checked(codes, *, packed, n_bits=None, input_name="codes", estimator=None, 
     return (arr > 0).astype(np.uint8)
 
 
-def check_codes(codes, *, packed=False, n_bits=None, input_name="codes", estimator=None, ensure_min_samples=1):
+def check_codes(
+    codes, *, packed=False, n_bits=None, input_name="codes", estimator=None, reset=None, ensure_min_samples=1
+):
     """Validate binary codes and return them packed: the check every code input of skhash goes through.
 
     scikit-learn's :func:`~sklearn.utils.check_array` does the general part, with its own messages:
@@ -158,6 +161,11 @@ def check_codes(codes, *, packed=False, n_bits=None, input_name="codes", estimat
         What the array is called in error messages.
     estimator : estimator instance, default=None
         Named in scikit-learn's messages.
+    reset : bool, default=None
+        With an ``estimator``, the width is the estimator's business, as in scikit-learn's
+        ``validate_data``: ``True`` (fitting) records it as ``n_features_in_`` (and feature names),
+        ``False`` checks it against the recorded one ("X has 5 features, but ... is expecting 8
+        features as input."). ``None`` does neither. The input is then called ``X``.
     ensure_min_samples : int, default=1
         Fewest codes accepted.
 
@@ -194,6 +202,7 @@ def check_codes(codes, *, packed=False, n_bits=None, input_name="codes", estimat
         n_bits=n_bits,
         input_name=input_name,
         estimator=estimator,
+        reset=reset,
         ensure_min_samples=ensure_min_samples,
     )
     if packed:
@@ -218,11 +227,8 @@ def unpack_bits(packed, n_bits=None):
     -------
     bits : ndarray of shape (n_samples, n_bits), dtype uint8
     """
-    arr = _check_packed(packed)
-    if n_bits is None:
-        n_bits = 8 * arr.shape[1]
-    _check_packed(arr, n_bits)
-    return np.unpackbits(arr, axis=1, count=int(n_bits))
+    arr = _check_packed(packed, n_bits)
+    return np.unpackbits(arr, axis=1, count=8 * arr.shape[1] if n_bits is None else int(n_bits))
 
 
 def pack_words(packed, n_bits=None):
@@ -241,11 +247,15 @@ def pack_words(packed, n_bits=None):
     -------
     words : ndarray of shape (n_samples, ceil(n_bytes / 8)), dtype uint64, C-contiguous
     """
-    arr = _check_packed(packed, n_bits)
-    n, nb = arr.shape
+    return _words(_check_packed(packed, n_bits))
+
+
+def _words(packed):
+    """:func:`pack_words` of bytes already checked (the search's per-call path checks its input once)."""
+    n, nb = packed.shape
     width = 8 * ((nb + 7) // 8)
     out = np.zeros((n, width), dtype=np.uint8)
-    out[:, :nb] = arr
+    out[:, :nb] = packed
     return out.view(np.uint64)
 
 

@@ -104,3 +104,18 @@ def test_packed_codes_must_be_uint8_of_the_right_width():
 def test_n_bits_must_be_a_positive_integer(n_bits):
     with pytest.raises(InputError, match="n_bits must be a positive integer"):
         check_codes(np.packbits(BITS, axis=1), packed=True, n_bits=n_bits)
+
+
+def test_an_estimators_width_is_recorded_and_checked_with_scikit_learns_message():
+    from sklearn.base import BaseEstimator
+
+    class Searcher(BaseEstimator):
+        pass
+
+    searcher = Searcher()
+    check_codes(BITS, estimator=searcher, reset=True)
+    assert searcher.n_features_in_ == 9
+    packed = np.packbits(BITS, axis=1)
+    with pytest.raises(InputError, match="X has 2 features, but Searcher is expecting 9 features as input"):
+        check_codes(packed, packed=True, estimator=searcher, reset=False)
+    assert check_codes(BITS[:, ::-1], estimator=searcher, reset=False)[1] == 9

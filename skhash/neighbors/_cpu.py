@@ -6,7 +6,7 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from ..codes import pack_words
+from ..codes import _words
 from . import _cpu_kernels
 from ._base import BaseIndex
 
@@ -36,7 +36,7 @@ def _numba_threads(n_jobs):
 
 def _word_major(packed, n_rows):
     """Codes as 64-bit word planes (``db_t[w, i]`` is word ``w`` of code ``i``), ``n_rows`` columns wide."""
-    words = pack_words(packed)
+    words = _words(packed)
     db_t = np.zeros((words.shape[1], n_rows), dtype=np.uint64)
     db_t[:, : words.shape[0]] = words.T
     return db_t
@@ -79,11 +79,11 @@ class CpuIndex(BaseIndex):
             grown = np.zeros((self._db_t.shape[0], max(need, 2 * self._db_t.shape[1])), dtype=np.uint64)
             grown[:, :n_old] = self._db_t[:, :n_old]
             self._db_t = grown
-        self._db_t[:, n_old:n_new] = pack_words(packed).T
+        self._db_t[:, n_old:n_new] = _words(packed).T
 
     def kneighbors(self, packed_queries, k, exclude):
         db_t = self._database()
-        queries = pack_words(packed_queries)
+        queries = _words(packed_queries)
         n_q = queries.shape[0]
         dist = np.empty((n_q, k), dtype=np.int32)
         idx = np.empty((n_q, k), dtype=np.int64)
@@ -95,7 +95,7 @@ class CpuIndex(BaseIndex):
 
     def radius(self, packed_queries, max_d, exclude, sort):
         db_t = self._database()
-        words = pack_words(packed_queries)
+        words = _words(packed_queries)
         counts = np.empty(words.shape[0], dtype=np.int64)
         with _numba_threads(self.n_jobs):
             _cpu_kernels.radius_count(db_t, self.n, words, max_d, exclude, counts)

@@ -15,7 +15,6 @@ from .._validation import (
     check_nonnegative_real,
     check_positive_int,
     resolve_device,
-    validate_data,
     validate_params,
 )
 from ..codes import check_codes
@@ -352,12 +351,9 @@ class HammingNeighbors(BaseEstimator):
 
     def _as_packed(self, X, *, reset):
         """``X`` checked and packed, with its bit count; ``reset`` (fitting) records its width."""
-        packed, n_bits = check_codes(
-            X, packed=self.packed, input_name="X", estimator=self, ensure_min_samples=1 if reset else 0
-        )
-        # The width (and feature names) against the fitted ones, with scikit-learn's messages.
-        validate_data(self, X, reset=reset, skip_check_array=True)
-        return packed, n_bits
+        # No codes is a valid query, not a valid database.
+        min_codes = 1 if reset else 0
+        return check_codes(X, packed=self.packed, estimator=self, reset=reset, ensure_min_samples=min_codes)
 
     def _queries(self, X):
         """Packed queries and, per query, a database row to leave out (-1 for none)."""
