@@ -31,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._streaming import is_lazy_array, map_row_blocks
 from ._validation import InputError
 from ._validation import check_positive_int as _check_positive_int
-from .codes import n_bytes, pack_bits
+from .codes import check_codes, n_bytes, pack_bits
 from .io import check_bit_columns, code_file_layout, codes_output, open_h5
 
 __all__ = [
@@ -659,35 +659,24 @@ class DaskHammingNeighbors(BaseEstimator):
         self.device = device
 
     # ------------------------------------------------------------------ codes
-    def _width(self, X, name):
-        """Check a code array's width against the database's (set on the first fit)."""
-        if X.ndim != 2 or X.shape[1] == 0:
-            unit = "n_bytes" if self.packed else "n_bits"
-            raise ValueError(f"{name} must be a 2-D array of codes (n, {unit}), got shape {X.shape}.")
-        if self.packed and X.dtype != np.uint8:
-            raise TypeError(
-                f"packed=True expects uint8 bytes as np.packbits makes them, got dtype {X.dtype}."
-            )
-        width = int(X.shape[1])
-        expected = getattr(self, "n_features_in_", None)
-        if expected is not None and width != expected:
-            unit = "bytes" if self.packed else "bits"
-            raise ValueError(f"{name} has {width} {unit} per code, but the database codes have {expected}.")
-        return width
+    def _width(self, X):
+        """Check all of the codes ``X`` but their values (read by workers, block by block): dtype,
+        shape and the width of the fitted database, by the one code check, on an empty stand-in."""
+        stand_in = np.empty((0, *X.shape[1:]), dtype=X.dtype)
+        check_codes(stand_in, packed=self.packed, estimator=self, reset=False, ensure_min_samples=0)
+        return int(X.shape[1])
 
-    def _packed(self, X, name):
+    def _packed(self, X):
         """Packed bytes of the codes ``X``: a numpy array, or a dask array packed on the workers."""
-        if is_dask_array(X):
-            self._width(X, name)
-            if X.numblocks[1] > 1:
-                X = X.rechunk({1: -1})
-            if self.packed:
-                return X
-            chunks = (X.chunks[0], (n_bytes(X.shape[1]),))
-            return X.map_blocks(_pack_block, dtype=np.uint8, chunks=chunks, meta=np.empty((0, 0), np.uint8))
-        X = np.asarray(X)
-        self._width(X, name)
-        return np.ascontiguousarray(X) if self.packed else _pack_block(X)
+        if not is_dask_array(X):
+            return check_codes(X, packed=self.packed, estimator=self, reset=False, ensure_min_samples=0)[0]
+        self._width(X)
+        if X.numblocks[1] > 1:
+            X = X.rechunk({1: -1})
+        if self.packed:
+            return X
+        chunks = (X.chunks[0], (n_bytes(X.shape[1]),))
+        return X.map_blocks(_pack_block, dtype=np.uint8, chunks=chunks, meta=np.empty((0, 0), np.uint8))
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -745,7 +734,7 @@ class DaskHammingNeighbors(BaseEstimator):
             raise RuntimeError("The Dask cluster has no workers to hold the shards.")
         if is_dask_array(X) and np.isnan(X.shape[0]):
             raise ValueError("X has an unknown number of rows; call X.compute_chunk_sizes() first.")
-        data = self._packed(X, "X")
+        data = self._packed(X)
         n = int(data.shape[0])
         if n < 1:
             raise ValueError("X has 0 codes: cannot search an empty database. Fit on at least one code.")
@@ -791,9 +780,9 @@ class DaskHammingNeighbors(BaseEstimator):
             if X is None:
                 yield lo, hi, self._database_rows(lo, hi)
             elif is_dask_array(X):
-                yield lo, hi, self.client_.compute(self._packed(X[lo:hi], "X"))
+                yield lo, hi, self.client_.compute(self._packed(X[lo:hi]))
             else:
-                yield lo, hi, self._packed(X[lo:hi], "X")
+                yield lo, hi, self._packed(X[lo:hi])
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """The ``n_neighbors`` nearest database codes of each query, by Hamming distance.
@@ -831,7 +820,7 @@ class DaskHammingNeighbors(BaseEstimator):
                 )
             if not is_dask_array(X):
                 X = np.asarray(X)
-            self._width(X, "X")
+            self._width(X)
             n_queries = int(X.shape[0])
         client = self.client_
         out_d = np.empty((n_queries, k), dtype=np.int32)
@@ -869,11 +858,5 @@ class DaskHammingNeighbors(BaseEstimator):
 
 
 def _pack_block(bits):
-    arr = np.asarray(bits)
-    # As HammingNeighbors does: uint8 values above 1 are packed bytes passed by mistake, not bits.
-    if arr.dtype == np.uint8 and arr.size and arr.max() > 1:
-        raise ValueError(
-            "Codes are uint8 with values above 1: that looks like packed bytes. Pass packed=True for bytes "
-            "as np.packbits makes them, or bits in {0, 1}."
-        )
-    return pack_bits(arr)
+    # The one code check, on the worker that holds the block (uint8 above 1 are packed bytes, not bits).
+    return check_codes(bits, input_name="X", ensure_min_samples=0)[0]
