@@ -5,6 +5,8 @@ import pytest
 
 from skhash._validation import InputError
 from skhash.codes import check_codes, hamming_distances, pack_bits, pack_words, to_bits, unpack_bits
+from skhash.metrics import hamming_separability, leave_one_out_map, precision_recall_curve
+from skhash.neighbors import HammingNeighbors
 
 BITS = np.array([[1, 0, 1, 1, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 0, 0, 0, 1]], dtype=np.uint8)
 
@@ -119,3 +121,21 @@ def test_an_estimators_width_is_recorded_and_checked_with_scikit_learns_message(
     with pytest.raises(InputError, match="X has 2 features, but Searcher is expecting 9 features as input"):
         check_codes(packed, packed=True, estimator=searcher, reset=False)
     assert check_codes(BITS[:, ::-1], estimator=searcher, reset=False)[1] == 9
+
+
+@pytest.mark.parametrize(
+    "consumer",
+    [
+        lambda c: HammingNeighbors().fit(c),
+        lambda c: leave_one_out_map(c, [0, 1]),
+        lambda c: hamming_separability(c, [0, 1]),
+        lambda c: precision_recall_curve([0], [0, 1], c[:1], c),
+    ],
+    ids=["HammingNeighbors", "leave_one_out_map", "hamming_separability", "precision_recall_curve"],
+)
+def test_every_consumer_of_codes_applies_the_one_rule(consumer):
+    # Packed bytes passed where bits are expected are refused everywhere, not read as bits.
+    with pytest.raises(InputError, match="looks like packed bytes"):
+        consumer(np.packbits(BITS, axis=1))
+    with pytest.raises(InputError, match="Complex data not supported"):
+        consumer(BITS + 1j)
