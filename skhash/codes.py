@@ -111,6 +111,7 @@ def _checked(
         arr = check_array(codes, estimator=estimator, input_name=input_name, **params)
     else:
         arr = validate_data(estimator, codes, reset=reset, **params)
+        input_name = "X"  # as scikit-learn's messages call an estimator's input
     if packed:
         if arr.dtype != np.uint8:
             raise _CodeTypeError(
@@ -184,7 +185,6 @@ def check_codes(
 
     Examples
     --------
-    >>> import numpy as np
     >>> from skhash.codes import check_codes
     >>> packed, n_bits = check_codes([[1, 0, 0, 0, 0, 0, 0, 1, 1]])
     >>> packed, n_bits
