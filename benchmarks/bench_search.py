@@ -161,7 +161,7 @@ def topk_baseline(db_pm1, q_pm1, k, n_bits, chunk):
 def run_cuda(args):
     import torch
 
-    from skhash.neighbors import _gpu
+    from skhash._search import _gpu
 
     if not torch.cuda.is_available():
         sys.exit("--device cuda needs a CUDA GPU: torch.cuda.is_available() is False here.")

@@ -18,9 +18,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "skhash"
 LAYERS = [
     ["skhash._validation", "skhash._streaming", "skhash._popcount"],
     ["skhash.codes"],
-    ["skhash.targets", "skhash.io", "skhash.metrics"],
+    ["skhash.targets", "skhash.io", "skhash._search", "skhash.metrics"],
     ["skhash.datasets"],
-    ["skhash.encoders", "skhash.neighbors", "skhash._search_cpu", "skhash._search_gpu"],
+    ["skhash.encoders", "skhash.neighbors"],
     ["skhash.dask", "skhash.plotting"],
     ["skhash.comparison"],
     ["skhash.cli", "skhash._demo", "skhash.__main__"],

@@ -5,10 +5,9 @@ apply, with two differences that come from what Hamming distances are: distances
 number of differing bits, not scikit-learn's fraction), and results are exact and deterministic, each
 row sorted by ``(distance, database index)``.
 
-The estimator (``_estimator``) holds an index, chosen by its device, behind one interface
-(``_base.BaseIndex``): the CPU index (``_cpu``, numba kernels in ``_cpu_kernels``) or the CUDA index
-(``_gpu``: torch, and Triton when it is installed). Bit layout is :mod:`skhash.codes`' business: this
-package only calls it.
+The estimator (``_estimator``) holds an index of :mod:`skhash._search`, chosen by its device: the CPU
+index (numba) or the CUDA index (torch, and Triton when it is installed), behind one interface. Bit
+layout is :mod:`skhash.codes`' business: this package only calls it.
 """
 
 from ._estimator import HammingNeighbors

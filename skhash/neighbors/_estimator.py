@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from .._search import CpuIndex, make_index
 from .._validation import (
     InputError,
     check_n_jobs,
@@ -18,23 +19,8 @@ from .._validation import (
     validate_params,
 )
 from ..codes import check_codes
-from ._cpu import CpuIndex
 
 __all__ = ["HammingNeighbors"]
-
-
-def _make_index(packed_codes, n_bits, device):
-    """The index that searches on ``device`` (a resolved ``"cpu"`` or ``"cuda:N"``).
-
-    The one place an index is chosen: a third kind (multi-index hashing) joins here, picked by a
-    parameter of the estimator.
-    """
-    if device == "cpu":
-        return CpuIndex(packed_codes, n_bits)
-    # Imported only for a GPU: importing skhash must not import torch.
-    from ._gpu import GpuIndex
-
-    return GpuIndex(packed_codes, n_bits, device)
 
 
 class HammingNeighbors(BaseEstimator):
@@ -138,7 +124,7 @@ class HammingNeighbors(BaseEstimator):
         packed, n_bits = self._as_packed(X, reset=True)
         self.n_bits_ = n_bits
         self.n_samples_fit_ = packed.shape[0]
-        self._index = _make_index(packed, n_bits, device)
+        self._index = make_index(packed, n_bits, device)
         return self
 
     def partial_fit(self, X, y=None):
@@ -366,7 +352,7 @@ class HammingNeighbors(BaseEstimator):
         """The index, on the device the parameters name now (``set_params`` may have changed them)."""
         device = resolve_device(self.device, fallback="raise")
         if self._index.device_name != device:
-            self._index = _make_index(self._index.packed_codes, self.n_bits_, device)
+            self._index = make_index(self._index.packed_codes, self.n_bits_, device)
         self._index.n_jobs = check_n_jobs(self.n_jobs)
         return self._index
 

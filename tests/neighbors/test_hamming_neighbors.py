@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
 from sklearn.neighbors import NearestNeighbors
 
+from skhash._search import CpuIndex
 from skhash._validation import InputError
 from skhash.codes import pack_bits
 from skhash.neighbors import HammingNeighbors
-from skhash.neighbors._cpu import CpuIndex
 
-from ._reference import FAST, assert_same, brute_kneighbors, brute_radius, cuda, random_codes
+from _search._reference import FAST, assert_same, brute_kneighbors, brute_radius, cuda, random_codes
 
 
 # ---------------------------------------------------------------------- k nearest, property-based

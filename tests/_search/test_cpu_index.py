@@ -6,9 +6,9 @@ import numba
 import numpy as np
 import pytest
 
+from skhash._search import CpuIndex
 from skhash.codes import pack_bits
 from skhash.neighbors import HammingNeighbors
-from skhash.neighbors._cpu import CpuIndex
 
 from ._reference import assert_same, brute_kneighbors, brute_radius, random_codes
 

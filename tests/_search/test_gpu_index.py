@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from skhash._search._gpu import GpuIndex, triton_available
 from skhash.codes import pack_bits
 from skhash.neighbors import HammingNeighbors
-from skhash.neighbors._gpu import GpuIndex, triton_available
 
 from ._reference import assert_same, cpu_reference, cuda, random_codes
 

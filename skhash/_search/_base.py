@@ -2,7 +2,8 @@
 
 :class:`~skhash.neighbors.HammingNeighbors` holds one index and talks to it only through this
 interface, so the CPU index (numba), the GPU index (torch/Triton) and a third one (multi-index
-hashing, to come) are interchangeable behind it.
+hashing, to come) are interchangeable behind it; :func:`skhash.metrics.leave_one_out_map` searches
+with the CPU index directly.
 """
 
 from abc import ABC, abstractmethod

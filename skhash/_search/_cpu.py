@@ -7,8 +7,8 @@ import numba
 import numpy as np
 
 from ..codes import _words
-from . import _cpu_kernels
 from ._base import BaseIndex
+from ._cpu_kernels import GROUP, knn_search, padded_rows, radius_count, radius_fill
 
 # Scratch for one query's candidates is about (2k + 64) x 12 bytes; a block of queries keeps its
 # candidate buffers within this many bytes so they stay in L2 next to the database tile.
@@ -66,7 +66,7 @@ class CpuIndex(BaseIndex):
 
     def _database(self):
         if self._db_t is None:
-            self._db_t = _word_major(self.packed_codes, _cpu_kernels.padded_rows(self.n))
+            self._db_t = _word_major(self.packed_codes, padded_rows(self.n))
         return self._db_t
 
     def _append_built(self, n_old, packed):
@@ -74,7 +74,7 @@ class CpuIndex(BaseIndex):
         if self._db_t is None:
             return
         n_new = self.n
-        need = _cpu_kernels.padded_rows(n_new)
+        need = padded_rows(n_new)
         if need > self._db_t.shape[1]:
             grown = np.zeros((self._db_t.shape[0], max(need, 2 * self._db_t.shape[1])), dtype=np.uint64)
             grown[:, :n_old] = self._db_t[:, :n_old]
@@ -87,10 +87,10 @@ class CpuIndex(BaseIndex):
         n_q = queries.shape[0]
         dist = np.empty((n_q, k), dtype=np.int32)
         idx = np.empty((n_q, k), dtype=np.int64)
-        scratch = (2 * k + _cpu_kernels.GROUP) * 12
+        scratch = (2 * k + GROUP) * 12
         with _numba_threads(self.n_jobs) as n_threads:
             block = max(1, min(_MAX_BLOCK, _BLOCK_SCRATCH_BYTES // scratch, math.ceil(n_q / n_threads)))
-            _cpu_kernels.knn_search(db_t, self.n, queries, k, self.n_bits, exclude, block, dist, idx)
+            knn_search(db_t, self.n, queries, k, self.n_bits, exclude, block, dist, idx)
         return dist, idx
 
     def radius(self, packed_queries, max_d, exclude, sort):
@@ -98,10 +98,10 @@ class CpuIndex(BaseIndex):
         words = _words(packed_queries)
         counts = np.empty(words.shape[0], dtype=np.int64)
         with _numba_threads(self.n_jobs):
-            _cpu_kernels.radius_count(db_t, self.n, words, max_d, exclude, counts)
+            radius_count(db_t, self.n, words, max_d, exclude, counts)
             offsets = np.zeros(words.shape[0] + 1, dtype=np.int64)
             np.cumsum(counts, out=offsets[1:])
             dist = np.empty(offsets[-1], dtype=np.int32)
             idx = np.empty(offsets[-1], dtype=np.int64)
-            _cpu_kernels.radius_fill(db_t, self.n, words, max_d, exclude, offsets, bool(sort), dist, idx)
+            radius_fill(db_t, self.n, words, max_d, exclude, offsets, bool(sort), dist, idx)
         return offsets, dist, idx
