@@ -30,8 +30,9 @@ import numba
 import numpy as np
 
 from ._popcount import popcount64
+from ._search import CpuIndex
 from ._validation import InputError, check_positive_int
-from .codes import pack_bits, pack_words, to_bits
+from .codes import check_codes, pack_bits, pack_words, to_bits
 
 __all__ = [
     "mean_average_precision",
@@ -874,15 +875,6 @@ def gldv2_map(indices, solution, k=100, *, return_per_query=False):
 _LOO_BLOCK_ENTRIES = 1 << 22
 
 
-def _drop_self(ranked, rows, k):
-    """Remove each query from its own ranking of ``k + 1`` items and keep the first ``k`` others."""
-    is_self = ranked == rows[:, None]
-    has_self = is_self.any(axis=1)
-    self_at = np.where(has_self, is_self.argmax(axis=1), k)
-    cols = np.arange(k)[None, :]
-    return np.take_along_axis(ranked, cols + (cols >= self_at[:, None]), axis=1)
-
-
 def leave_one_out_map(codes, y, k=None):
     """Leave-one-out retrieval mAP@k inside one set of codes: each item queries all the others.
 
@@ -912,10 +904,10 @@ def leave_one_out_map(codes, y, k=None):
     >>> leave_one_out_map(codes, ["a", "b", "a", "b"], k=1)
     0.0
     """
-    bits = to_bits(codes)
+    packed, n_bits = check_codes(codes, ensure_min_samples=0)
     labels = _check_labels(y, "y")
-    _check_same_length(bits, labels, "codes", "y")
-    n = bits.shape[0]
+    _check_same_length(packed, labels, "codes", "y")
+    n = packed.shape[0]
     if n < 2:
         raise InputError(f"leave-one-out retrieval needs at least 2 samples, got {n}.")
     if k is None:
@@ -925,17 +917,14 @@ def leave_one_out_map(codes, y, k=None):
         raise InputError(
             f"k={k} but each of the {n} samples has only {n - 1} others to retrieve; use k <= {n - 1}."
         )
-    # Imported here: neighbors imports nothing from metrics, and metrics need no search to import.
-    from .neighbors import HammingNeighbors
-
-    # Queries go in blocks to bound memory, so X=None (which ranks all n at once) is not used: each
-    # block asks one more neighbour than k and drops the query itself from its own ranking.
-    nn = HammingNeighbors(n_neighbors=k + 1).fit(bits)
-    block = max(1, _LOO_BLOCK_ENTRIES // (k + 1))
+    # The search of HammingNeighbors (its CPU index), each query leaving its own row out by index as
+    # kneighbors(X=None) does; queries go in blocks to bound memory.
+    index = CpuIndex(packed, n_bits)
+    block = max(1, _LOO_BLOCK_ENTRIES // k)
     aps = []
     for start in range(0, n, block):
         rows = np.arange(start, min(start + block, n))
-        ranked = _drop_self(nn.kneighbors(bits[rows], return_distance=False), rows, k)
+        ranked = index.kneighbors(packed[start : start + block], k, rows)[1]
         aps.append(mean_average_precision(labels[rows], labels, ranked, k=k, return_per_query=True)[1])
     return float(np.concatenate(aps).mean())
 
