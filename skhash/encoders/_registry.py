@@ -28,6 +28,8 @@ ENCODERS = (
                 "CSQ: pull tanh codes to hash centres (CVPR 2020)"),
     EncoderSpec("greedyhash", "GreedyHashEncoder", "skhash.encoders._greedyhash", "deep-pointwise", True,
                 "GreedyHash: classify the signs, straight-through gradient (NeurIPS 2018)"),
+    EncoderSpec("lsh", "LSHEncoder", "skhash.encoders.shallow._lsh", "shallow", False,
+                "LSH: signs of random projections of the centred features (Charikar, STOC 2002)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")

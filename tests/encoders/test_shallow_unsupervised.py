@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from skhash import InputError
+from skhash import InputError, LSHEncoder
 from skhash.encoders.shallow import _common
 from skhash.encoders.shallow._common import column_moments, pca
 
@@ -72,3 +72,46 @@ def test_memory_limit_is_read_from_the_system():
     assert limit is None or 2**20 < limit < 2**50
 
 
+# ---------------------------------------------------------------------------------------------- LSH
+def test_lsh_equals_slow_random_hyperplanes():
+    X = spread_data()
+    enc = LSHEncoder(12, random_state=3).fit(X)
+    W = np.random.RandomState(3).standard_normal((X.shape[1], 12))
+    mu = X.mean(axis=0)
+    slow = np.array([[sum(W[j, k] * (x[j] - mu[j]) for j in range(X.shape[1])) for k in range(12)] for x in X])
+    assert_bits_match(enc.transform(X), slow)
+    np.testing.assert_allclose(enc.decision_function(X), slow, atol=1e-4)
+
+
+def test_lsh_uncentred_is_plain_sign_of_projection_and_nearly_constant_off_centre():
+    X = spread_data(offset=20.0)
+    plain = LSHEncoder(64, center=False, random_state=0).fit(X)
+    W = np.random.RandomState(0).standard_normal((X.shape[1], 64))
+    assert_bits_match(plain.transform(X), X @ W)
+    centred = LSHEncoder(64, random_state=0).fit(X)
+    balance = lambda enc: np.abs(enc.transform(X).mean(axis=0) - 0.5).mean()  # noqa: E731
+    assert balance(centred) < 0.15 < 0.4 < balance(plain)
+
+
+def test_lsh_hamming_distance_estimates_the_angle():
+    # Charikar: each bit differs with probability theta / pi.
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=16), rng.normal(size=16)
+    theta = np.arccos(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    X = np.stack([a, b, -a, -b])  # mean zero: centring changes nothing
+    bits = LSHEncoder(20000, random_state=0).fit(X).transform(X[:2])
+    frac = np.mean(bits[0] != bits[1])
+    sd = np.sqrt(theta / np.pi * (1 - theta / np.pi) / 20000)
+    assert abs(frac - theta / np.pi) < 4 * sd
+
+
+def test_lsh_takes_more_bits_than_features():
+    X = spread_data(d=4)
+    assert LSHEncoder(32, random_state=0).fit(X).transform(X).shape == (300, 32)
+
+
+
+
+def test_lsh_constant_data_is_an_error():
+    with pytest.raises(InputError, match="every feature is constant"):
+        LSHEncoder(2).fit(np.ones((20, 4)))
