@@ -30,6 +30,8 @@ ENCODERS = (
                 "GreedyHash: classify the signs, straight-through gradient (NeurIPS 2018)"),
     EncoderSpec("lsh", "LSHEncoder", "skhash.encoders.shallow._lsh", "shallow", False,
                 "LSH: signs of random projections of the centred features (Charikar, STOC 2002)"),
+    EncoderSpec("pcah", "PCAHashEncoder", "skhash.encoders.shallow._pcah", "shallow", False,
+                "PCAH: signs of the top principal components"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")

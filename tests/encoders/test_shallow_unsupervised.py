@@ -1,13 +1,15 @@
 """The unsupervised shallow encoders: exactness against slow obvious code, the properties their papers
 target, quality orderings on digits, bad input, streaming from HDF5, pickling."""
 
+import warnings
+
 import h5py
 import numpy as np
 import pytest
 
-from skhash import InputError, LSHEncoder
+from skhash import InputError, LSHEncoder, PCAHashEncoder
 from skhash.encoders.shallow import _common
-from skhash.encoders.shallow._common import column_moments, pca
+from skhash.encoders.shallow._common import DegenerateBitsWarning, column_moments, pca
 
 
 def spread_data(n=300, d=8, seed=0, offset=5.0):
@@ -110,8 +112,59 @@ def test_lsh_takes_more_bits_than_features():
     assert LSHEncoder(32, random_state=0).fit(X).transform(X).shape == (300, 32)
 
 
+# ---------------------------------------------------------------------------------------------- PCAH
+def test_pcah_equals_slow_svd_signs():
+    X = spread_data()
+    enc = PCAHashEncoder(5).fit(X)
+    P = slow_pca_directions(X, 5)
+    mu = X.mean(axis=0)
+    slow = np.array([[sum(P[j, k] * (x[j] - mu[j]) for j in range(X.shape[1])) for k in range(5)] for x in X])
+    assert_bits_match(enc.transform(X), slow)
+    np.testing.assert_allclose(enc.components_, P, atol=1e-8)
 
 
-def test_lsh_constant_data_is_an_error():
+def test_pcah_equals_sklearn_pca_signs():
+    from sklearn.decomposition import PCA
+
+    X = spread_data(seed=1)
+    assert_bits_match(PCAHashEncoder(6).fit(X).transform(X), PCA(6).fit_transform(X))
+
+
+def test_pcah_threshold_is_the_training_mean_not_the_median():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.exponential(size=2000), 0.1 * rng.normal(size=2000)])  # skewed first PC
+    proj = PCAHashEncoder(1).fit(X).decision_function(X)[:, 0]
+    assert abs(proj.mean()) < 1e-5
+    assert PCAHashEncoder(1).fit(X).transform(X).mean() < 0.45  # the mean sits right of the median
+
+
+def test_n_bits_above_n_features_is_an_error():
+    for enc in (PCAHashEncoder(9),):
+        with pytest.raises(InputError, match="n_bits=9 cannot exceed n_features=8"):
+            enc.fit(spread_data())
+
+
+def test_bits_beyond_the_rank_are_named():
+    X = spread_data()
+    X[:, [2, 5]] = 7.0  # two constant features: rank 6
+    with pytest.warns(DegenerateBitsWarning, match=r"rank of the training data \(6\); principal directions 6, 7 "):
+        PCAHashEncoder(8).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PCAHashEncoder(6).fit(X)
+
+
+def test_digits_at_64_bits_warns_on_the_constant_pixels(digits_split):
+    Xtr = digits_split[0]
+    rank = np.linalg.matrix_rank(Xtr - Xtr.mean(0))
+    assert rank < 64
+    with pytest.warns(DegenerateBitsWarning, match=f"rank of the training data \\({rank}\\); principal directions {rank}, "):
+        PCAHashEncoder(64).fit(Xtr)
+
+
+@pytest.mark.parametrize("cls", [LSHEncoder, PCAHashEncoder])
+def test_constant_data_is_an_error(cls):
     with pytest.raises(InputError, match="every feature is constant"):
-        LSHEncoder(2).fit(np.ones((20, 4)))
+        cls(2).fit(np.ones((20, 4)))
+
+
