@@ -32,6 +32,8 @@ ENCODERS = (
                 "LSH: signs of random projections of the centred features (Charikar, STOC 2002)"),
     EncoderSpec("pcah", "PCAHashEncoder", "skhash.encoders.shallow._pcah", "shallow", False,
                 "PCAH: signs of the top principal components"),
+    EncoderSpec("itq", "ITQEncoder", "skhash.encoders.shallow._itq", "shallow", False,
+                "ITQ: PCA, then the rotation of least quantisation error (CVPR 2011)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")

@@ -1,15 +1,17 @@
 """The unsupervised shallow encoders: exactness against slow obvious code, the properties their papers
 target, quality orderings on digits, bad input, streaming from HDF5, pickling."""
 
+import pickle
 import warnings
 
 import h5py
 import numpy as np
 import pytest
 
-from skhash import InputError, LSHEncoder, PCAHashEncoder
+from skhash import InputError, ITQEncoder, LSHEncoder, PCAHashEncoder
 from skhash.encoders.shallow import _common
 from skhash.encoders.shallow._common import DegenerateBitsWarning, column_moments, pca
+from skhash.encoders.shallow._itq import itq_rotation, procrustes_rotation, quantization_error
 
 
 def spread_data(n=300, d=8, seed=0, offset=5.0):
@@ -67,6 +69,12 @@ def test_pca_directions_equal_the_svd():
     mean, comps, var = pca(X)
     np.testing.assert_allclose(comps, slow_pca_directions(X, X.shape[1]), atol=1e-8)
     np.testing.assert_allclose(var, np.linalg.svd(X - mean, compute_uv=False) ** 2 / (len(X) - 1), rtol=1e-8)
+
+
+def test_memory_limit_gives_a_clear_error(monkeypatch):
+    monkeypatch.setattr(_common, "memory_limit_bytes", lambda: 1000)
+    with pytest.raises(InputError, match="holds the 300 x 4 projected training data in memory.*subset"):
+        ITQEncoder(4, n_iter=1).fit(spread_data())
 
 
 def test_memory_limit_is_read_from_the_system():
@@ -139,7 +147,7 @@ def test_pcah_threshold_is_the_training_mean_not_the_median():
 
 
 def test_n_bits_above_n_features_is_an_error():
-    for enc in (PCAHashEncoder(9),):
+    for enc in (PCAHashEncoder(9), ITQEncoder(9)):
         with pytest.raises(InputError, match="n_bits=9 cannot exceed n_features=8"):
             enc.fit(spread_data())
 
@@ -149,9 +157,12 @@ def test_bits_beyond_the_rank_are_named():
     X[:, [2, 5]] = 7.0  # two constant features: rank 6
     with pytest.warns(DegenerateBitsWarning, match=r"rank of the training data \(6\); principal directions 6, 7 "):
         PCAHashEncoder(8).fit(X)
+    with pytest.warns(DegenerateBitsWarning, match="directions 6 have zero variance"):
+        ITQEncoder(7, n_iter=2, random_state=0).fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         PCAHashEncoder(6).fit(X)
+        ITQEncoder(6, n_iter=2, random_state=0).fit(X)
 
 
 def test_digits_at_64_bits_warns_on_the_constant_pixels(digits_split):
@@ -162,9 +173,128 @@ def test_digits_at_64_bits_warns_on_the_constant_pixels(digits_split):
         PCAHashEncoder(64).fit(Xtr)
 
 
-@pytest.mark.parametrize("cls", [LSHEncoder, PCAHashEncoder])
+@pytest.mark.parametrize("cls", [LSHEncoder, PCAHashEncoder, ITQEncoder])
 def test_constant_data_is_an_error(cls):
     with pytest.raises(InputError, match="every feature is constant"):
         cls(2).fit(np.ones((20, 4)))
 
 
+# ---------------------------------------------------------------------------------------------- ITQ
+def test_procrustes_step_is_the_global_minimum_in_2d():
+    rng = np.random.default_rng(0)
+    V = rng.normal(size=(50, 2))
+    B = np.sign(rng.normal(size=(50, 2)))
+    t = np.linspace(0, 2 * np.pi, 20001)
+    c, s = np.cos(t), np.sin(t)
+    rotations = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], 1)  # every rotation of the plane
+    reflections = np.stack([np.stack([c, s], -1), np.stack([s, -c], -1)], 1)  # and every reflection
+    Rs = np.concatenate([rotations, reflections])
+    best = np.min(np.sum((B[None] - V[None] @ Rs) ** 2, axis=(1, 2)))
+    R = procrustes_rotation(B, V)
+    np.testing.assert_allclose(R.T @ R, np.eye(2), atol=1e-12)
+    assert np.sum((B - V @ R) ** 2) <= best + 1e-9
+    assert np.sum((B - V @ R) ** 2) == pytest.approx(best, abs=1e-4)
+
+
+def test_procrustes_step_beats_random_rotations():
+    rng = np.random.default_rng(1)
+    V, B = rng.normal(size=(80, 6)), np.sign(rng.normal(size=(80, 6)))
+    got = np.sum((B - V @ procrustes_rotation(B, V)) ** 2)
+    for _ in range(500):
+        Q = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+        assert got <= np.sum((B - V @ Q) ** 2) + 1e-9
+
+
+def slow_itq(V, n_iter, seed):
+    """Gong's ITQ.m in plain numpy: R0 from the SVD of a Gaussian, then B = sgn(VR), SVD(BᵀV), R = ŜSᵀ."""
+    R = np.linalg.svd(np.random.RandomState(seed).standard_normal((V.shape[1], V.shape[1])))[0]
+    for _ in range(n_iter):
+        Z = V @ R
+        UX = -np.ones_like(Z)
+        UX[Z >= 0] = 1
+        UB, _, UAt = np.linalg.svd(UX.T @ V)
+        R = UAt.T @ UB.T
+    return R
+
+
+def test_itq_rotation_equals_the_slow_loop():
+    V = spread_data(d=6) @ np.random.default_rng(2).normal(size=(6, 6))
+    V -= V.mean(0)
+    R, errors = itq_rotation(V, 20, 5)
+    np.testing.assert_allclose(R, slow_itq(V, 20, 5), atol=1e-10)
+    B = np.where(V @ R >= 0, 1.0, -1.0)
+    assert errors[-1] == pytest.approx(np.sum((B - V @ R) ** 2), rel=1e-12)
+    assert quantization_error(V, R) == pytest.approx(np.sum((B - V @ R) ** 2), rel=1e-12)
+
+
+def test_itq_encoder_equals_slow_pca_then_slow_loop():
+    X = spread_data(n=400)
+    enc = ITQEncoder(5, n_iter=30, random_state=4).fit(X)
+    P = slow_pca_directions(X, 5)
+    V = (X - X.mean(0)) @ P
+    R = slow_itq(V, 30, 4)
+    np.testing.assert_allclose(enc.rotation_, R, atol=1e-6)
+    assert_bits_match(enc.transform(X), V @ R)
+
+
+def test_itq_quantisation_error_never_rises(digits_split):
+    enc = ITQEncoder(32, n_iter=50, random_state=0).fit(digits_split[0])
+    curve = np.array(enc.loss_curve_)
+    assert len(curve) == 51
+    assert np.all(np.diff(curve) <= 1e-9 * curve[0])
+    assert curve[-1] < 0.9 * curve[0]
+
+
+# ---------------------------------------------------------------------------------------------- quality
+def fit_quiet(enc, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateBitsWarning)
+        return enc.fit(X)
+
+
+@pytest.mark.parametrize("n_bits", [32, 64])
+def test_itq_beats_pcah_and_lsh_on_digits(digits_split, n_bits):
+    # Gong & Lazebnik's orderings; leave-one-out mAP on the test rows (the encoders' score).
+    Xtr, Xte, _, yte = digits_split
+    itq = fit_quiet(ITQEncoder(n_bits, random_state=0), Xtr).score(Xte, yte)
+    pcah = fit_quiet(PCAHashEncoder(n_bits), Xtr).score(Xte, yte)
+    lsh = LSHEncoder(n_bits, random_state=0).fit(Xtr).score(Xte, yte)
+    assert itq > pcah + 0.1 and itq > lsh + 0.05
+    assert lsh > 0.3 and pcah > 0.25  # random codes score about 0.1
+
+
+# ---------------------------------------------------------------------------------------------- streaming and pickling
+@pytest.mark.parametrize(
+    "make", [lambda: LSHEncoder(8, random_state=0), lambda: PCAHashEncoder(5), lambda: ITQEncoder(5, random_state=0)]
+)
+def test_h5_fit_equals_in_memory_fit(tmp_path, monkeypatch, make):
+    X = spread_data(n=120).astype(np.float32)
+    monkeypatch.setattr(_common, "FIT_CHUNK", 16)
+    with write_h5(tmp_path, X) as f:
+        streamed = make().fit(f["X"])
+        np.testing.assert_array_equal(streamed.transform(f["X"]), streamed.transform(X))
+    in_memory = make().fit(X)
+    np.testing.assert_allclose(streamed.coef_, in_memory.coef_, atol=1e-5)
+    np.testing.assert_allclose(streamed.intercept_, in_memory.intercept_, atol=1e-4)
+    assert streamed.n_features_in_ == 8
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: LSHEncoder(8, random_state=0), lambda: PCAHashEncoder(5), lambda: ITQEncoder(5, random_state=0)]
+)
+def test_pickles(make):
+    X = spread_data()
+    enc = make().fit(X)
+    again = pickle.loads(pickle.dumps(enc))
+    np.testing.assert_array_equal(again.transform(X), enc.transform(X))
+
+
+def test_streamed_input_is_checked(tmp_path):
+    X = spread_data(n=20).astype(np.float32)
+    X[11, 3] = np.nan
+    with write_h5(tmp_path, X) as f:
+        with pytest.raises(InputError, match="NaN or infinity in rows"):
+            PCAHashEncoder(4).fit(f["X"])
+    with write_h5(tmp_path, X[:1], "one.h5") as f:
+        with pytest.raises(InputError, match="at least 2"):
+            PCAHashEncoder(1).fit(f["X"])
