@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from skhash import InputError, ITQEncoder, LSHEncoder, PCAHashEncoder
+from skhash import InputError, ITQEncoder, LSHEncoder, PCAHashEncoder, SignEncoder
 from skhash.encoders.shallow import _common
 from skhash.encoders.shallow._common import DegenerateBitsWarning, column_moments, pca
 from skhash.encoders.shallow._itq import itq_rotation, procrustes_rotation, quantization_error
@@ -264,9 +264,15 @@ def test_itq_beats_pcah_and_lsh_on_digits(digits_split, n_bits):
 
 
 # ---------------------------------------------------------------------------------------------- streaming and pickling
-@pytest.mark.parametrize(
-    "make", [lambda: LSHEncoder(8, random_state=0), lambda: PCAHashEncoder(5), lambda: ITQEncoder(5, random_state=0)]
-)
+STREAMED = [
+    lambda: LSHEncoder(8, random_state=0),
+    lambda: PCAHashEncoder(5),
+    lambda: ITQEncoder(5, random_state=0),
+    lambda: SignEncoder(center=True),
+]
+
+
+@pytest.mark.parametrize("make", STREAMED)
 def test_h5_fit_equals_in_memory_fit(tmp_path, monkeypatch, make):
     X = spread_data(n=120).astype(np.float32)
     monkeypatch.setattr(_common, "FIT_CHUNK", 16)
@@ -274,14 +280,11 @@ def test_h5_fit_equals_in_memory_fit(tmp_path, monkeypatch, make):
         streamed = make().fit(f["X"])
         np.testing.assert_array_equal(streamed.transform(f["X"]), streamed.transform(X))
     in_memory = make().fit(X)
-    np.testing.assert_allclose(streamed.coef_, in_memory.coef_, atol=1e-5)
-    np.testing.assert_allclose(streamed.intercept_, in_memory.intercept_, atol=1e-4)
+    np.testing.assert_allclose(streamed.decision_function(X), in_memory.decision_function(X), atol=1e-4)
     assert streamed.n_features_in_ == 8
 
 
-@pytest.mark.parametrize(
-    "make", [lambda: LSHEncoder(8, random_state=0), lambda: PCAHashEncoder(5), lambda: ITQEncoder(5, random_state=0)]
-)
+@pytest.mark.parametrize("make", STREAMED)
 def test_pickles(make):
     X = spread_data()
     enc = make().fit(X)
@@ -298,3 +301,22 @@ def test_streamed_input_is_checked(tmp_path):
     with write_h5(tmp_path, X[:1], "one.h5") as f:
         with pytest.raises(InputError, match="at least 2"):
             PCAHashEncoder(1).fit(f["X"])
+
+
+# ---------------------------------------------------------------------------------------------- Sign
+def test_sign_is_the_sign_of_the_features():
+    X = spread_data(d=5, offset=0.5)
+    np.testing.assert_array_equal(SignEncoder().fit(X).transform(X), (X > 0).astype(np.uint8))
+    centred = SignEncoder(center=True).fit(X)
+    np.testing.assert_array_equal(centred.transform(X), (X - X.mean(0) > 0).astype(np.uint8))
+    np.testing.assert_allclose(centred.decision_function(X), X - X.mean(0), atol=1e-5)
+    assert centred.transform(X).shape == (300, 5)
+
+
+def test_sign_names_constant_features():
+    X = spread_data(d=5)
+    X[:, [1, 4]] = 3.0
+    with pytest.warns(DegenerateBitsWarning, match="features 1, 4 are constant"):
+        SignEncoder(center=True).fit(X)
+    with pytest.raises(InputError, match="every feature is constant"):
+        SignEncoder().fit(np.zeros((10, 3)))

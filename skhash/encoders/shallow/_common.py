@@ -203,14 +203,15 @@ def warn_degenerate_directions(variances, n_bits, encoder_name, *, consequence):
     degenerate = list(range(rank, n_bits))
     warnings.warn(
         f"{encoder_name}: n_bits={n_bits} exceeds the rank of the training data ({rank}); principal "
-        f"directions {_index_list(degenerate)} have zero variance, so {consequence}. Use n_bits <= {rank} "
+        f"directions {format_indices(degenerate)} have zero variance, so {consequence}. Use n_bits <= {rank} "
         "for codes without degenerate bits (constant features, or fewer rows than bits, lower the rank).",
         DegenerateBitsWarning,
         stacklevel=3,
     )
 
 
-def _index_list(indices, shown=8):
+def format_indices(indices, shown=8):
+    """``"0, 1, 2"``, or the first ``shown`` and a count: for messages that name bits or features."""
     if len(indices) <= shown:
         return ", ".join(map(str, indices))
     return ", ".join(map(str, indices[:shown])) + f", ... ({len(indices)} in all)"
