@@ -34,6 +34,8 @@ ENCODERS = (
                 "PCAH: signs of the top principal components"),
     EncoderSpec("itq", "ITQEncoder", "skhash.encoders.shallow._itq", "shallow", False,
                 "ITQ: PCA, then the rotation of least quantisation error (CVPR 2011)"),
+    EncoderSpec("sh", "SpectralHashEncoder", "skhash.encoders.shallow._spectral", "shallow", False,
+                "Spectral hashing: Laplacian eigenfunctions of the principal box (NIPS 2008)"),
     EncoderSpec("sign", "SignEncoder", "skhash.encoders.shallow._sign", "shallow", False,
                 "Sign of the features, one bit each (OrthoHash's R50-DELG-H)"),
 )

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from skhash import InputError, ITQEncoder, LSHEncoder, PCAHashEncoder, SignEncoder
+from skhash import InputError, ITQEncoder, LSHEncoder, PCAHashEncoder, SignEncoder, SpectralHashEncoder
 from skhash.encoders.shallow import _common
 from skhash.encoders.shallow._common import DegenerateBitsWarning, column_moments, pca
 from skhash.encoders.shallow._itq import itq_rotation, procrustes_rotation, quantization_error
@@ -269,6 +269,7 @@ STREAMED = [
     lambda: PCAHashEncoder(5),
     lambda: ITQEncoder(5, random_state=0),
     lambda: SignEncoder(center=True),
+    lambda: SpectralHashEncoder(12),
 ]
 
 
@@ -320,3 +321,75 @@ def test_sign_names_constant_features():
         SignEncoder(center=True).fit(X)
     with pytest.raises(InputError, match="every feature is constant"):
         SignEncoder().fit(np.zeros((10, 3)))
+
+
+# ---------------------------------------------------------------------------------------------- Spectral hashing
+def slow_train_sh(X, nbits):
+    """trainSH.m line by line: uncentred projection on the top PCs, min/max box, modes, stable sort."""
+    npca = min(nbits, X.shape[1])
+    w, v = np.linalg.eigh(np.cov(X, rowvar=False))
+    pc = v[:, np.argsort(-w)[:npca]]
+    # eigs' signs are arbitrary and flip the odd-frequency bits; fix them as skhash does (and sklearn)
+    pc *= np.sign(pc[np.abs(pc).argmax(0), np.arange(npca)])
+    Xp = X @ pc
+    eps = np.finfo(float).eps
+    mn, mx = Xp.min(0) - eps, Xp.max(0) + eps
+    R = mx - mn
+    max_mode = np.ceil((nbits + 1) * R / R.max()).astype(int)
+    n_modes = max_mode.sum() - len(max_mode) + 1
+    modes = np.ones((n_modes, npca))
+    m = 0  # 0-based: Matlab's modes(m+1:m+maxMode(i)-1, i) = 2:maxMode(i) with m starting at 1
+    for i in range(npca):
+        modes[m + 1 : m + max_mode[i], i] = np.arange(2, max_mode[i] + 1)
+        m += max_mode[i] - 1
+    modes -= 1
+    omegas = modes * (np.pi / R)
+    order = sorted(range(n_modes), key=lambda r: np.sum(omegas[r] ** 2))  # Python's sort is stable
+    return pc, mn, mx, modes[order[1 : nbits + 1]]
+
+
+def slow_compress_sh(X, pc, mn, mx, modes):
+    """compressSH.m: U_i = prod_j sin(π/2 + ω_ij (x̃_j − mn_j))."""
+    Y = X @ pc - mn
+    omegas = modes * (np.pi / (mx - mn))
+    U = np.empty((len(X), len(modes)))
+    for i in range(len(modes)):
+        U[:, i] = np.prod(np.sin(Y * omegas[i] + np.pi / 2), axis=1)
+    return U
+
+
+@pytest.mark.parametrize("n_bits, d", [(12, 5), (4, 8), (20, 3)])
+def test_spectral_hash_equals_train_and_compress_sh(n_bits, d):
+    X = spread_data(n=200, d=d, seed=n_bits)
+    enc = SpectralHashEncoder(n_bits).fit(X)
+    pc, mn, mx, modes = slow_train_sh(X, n_bits)
+    np.testing.assert_array_equal(enc.modes_, modes)
+    U = slow_compress_sh(X, pc, mn, mx, modes)
+    assert_bits_match(enc.transform(X), U)
+    np.testing.assert_allclose(enc.decision_function(X), U, atol=1e-4)
+
+
+def test_spectral_thresholds_are_evenly_spaced_zeros_along_one_direction():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(0, 4, 4000), rng.uniform(0, 1, 4000)])  # a box 4 x 1
+    enc = SpectralHashEncoder(4).fit(X)
+    assert enc.modes_[:, 0].tolist() == [1, 2, 3, 0] and enc.modes_[3, 1] == 1  # ω²: 1/16, 4/16, 9/16, 1
+    t = np.linspace(0.001, 3.999, 2000)
+    line = np.column_stack([t, np.full_like(t, 0.5)])
+    bits = enc.transform(line).astype(int)
+    for b, k in zip(range(3), (1, 2, 3)):
+        flips = t[np.flatnonzero(np.diff(bits[:, b]))]
+        expected = (np.arange(k) + 0.5) * 4 / k  # zeros of cos(kπ(x − a)/(b − a)) on [0, 4]
+        np.testing.assert_allclose(np.sort(flips), expected, atol=0.02)
+
+
+def test_spectral_hash_takes_more_bits_than_features_and_beats_pcah_on_raw_digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    enc = SpectralHashEncoder(32).fit(X[::2])
+    assert enc.transform(X[:3]).shape == (3, 32)
+    pcah = fit_quiet(PCAHashEncoder(32), X[::2])
+    # Weiss et al.: spectral bits beat PCA signs as the code grows (digits' raw pixels: ~0.35 vs ~0.30)
+    assert enc.score(X[1::2], y[1::2]) > pcah.score(X[1::2], y[1::2])
+    assert SpectralHashEncoder(24).fit(spread_data(d=3)).modes_.shape == (24, 3)
