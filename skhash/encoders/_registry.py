@@ -36,6 +36,8 @@ ENCODERS = (
                 "ITQ: PCA, then the rotation of least quantisation error (CVPR 2011)"),
     EncoderSpec("sh", "SpectralHashEncoder", "skhash.encoders.shallow._spectral", "shallow", False,
                 "Spectral hashing: Laplacian eigenfunctions of the principal box (NIPS 2008)"),
+    EncoderSpec("sph", "SphericalHashEncoder", "skhash.encoders.shallow._spherical", "shallow", False,
+                "Spherical hashing: balanced, pairwise independent hyperspheres (CVPR 2012)"),
     EncoderSpec("sign", "SignEncoder", "skhash.encoders.shallow._sign", "shallow", False,
                 "Sign of the features, one bit each (OrthoHash's R50-DELG-H)"),
 )

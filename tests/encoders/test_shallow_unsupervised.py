@@ -8,10 +8,21 @@ import h5py
 import numpy as np
 import pytest
 
-from skhash import InputError, ITQEncoder, LSHEncoder, PCAHashEncoder, SignEncoder, SpectralHashEncoder
+from sklearn.exceptions import ConvergenceWarning
+
+from skhash import (
+    InputError,
+    ITQEncoder,
+    LSHEncoder,
+    PCAHashEncoder,
+    SignEncoder,
+    SpectralHashEncoder,
+    SphericalHashEncoder,
+)
 from skhash.encoders.shallow import _common
 from skhash.encoders.shallow._common import DegenerateBitsWarning, column_moments, pca
 from skhash.encoders.shallow._itq import itq_rotation, procrustes_rotation, quantization_error
+from skhash.encoders.shallow._spherical import pivot_step
 
 
 def spread_data(n=300, d=8, seed=0, offset=5.0):
@@ -271,6 +282,7 @@ STREAMED = [
     lambda: SignEncoder(center=True),
     lambda: SpectralHashEncoder(12),
 ]
+IN_MEMORY = [lambda: SphericalHashEncoder(6, random_state=0)]
 
 
 @pytest.mark.parametrize("make", STREAMED)
@@ -285,7 +297,7 @@ def test_h5_fit_equals_in_memory_fit(tmp_path, monkeypatch, make):
     assert streamed.n_features_in_ == 8
 
 
-@pytest.mark.parametrize("make", STREAMED)
+@pytest.mark.parametrize("make", STREAMED + IN_MEMORY)
 def test_pickles(make):
     X = spread_data()
     enc = make().fit(X)
@@ -393,3 +405,63 @@ def test_spectral_hash_takes_more_bits_than_features_and_beats_pcah_on_raw_digit
     # Weiss et al.: spectral bits beat PCA signs as the code grows (digits' raw pixels: ~0.35 vs ~0.30)
     assert enc.score(X[1::2], y[1::2]) > pcah.score(X[1::2], y[1::2])
     assert SpectralHashEncoder(24).fit(spread_data(d=3)).modes_.shape == (24, 3)
+
+
+# ---------------------------------------------------------------------------------------------- Spherical hashing
+def slow_overlap_deviation(bits):
+    """Mean and std over pairs i < j of (rows with both bits) − n/4, by plain loops."""
+    n, k = bits.shape
+    dev = [sum(bits[r, i] and bits[r, j] for r in range(n)) - n / 4 for i in range(k) for j in range(i + 1, k)]
+    return np.mean(np.abs(dev)), np.std(dev)
+
+
+def test_spherical_pivot_step_equals_the_forces_by_hand():
+    rng = np.random.default_rng(0)
+    P, n = rng.normal(size=(4, 3)), 100
+    O = rng.integers(10, 40, size=(4, 4)).astype(float)
+    O = (O + O.T) / 2
+    expected = P.copy()
+    for i in range(4):
+        force = sum(0.5 * (O[i, j] - n / 4) / (n / 4) * (P[i] - P[j]) for j in range(4) if j != i)
+        expected[i] = P[i] + force / 4
+    np.testing.assert_allclose(pivot_step(P, O, n), expected, atol=1e-12)
+
+
+def test_spherical_bits_are_balanced_and_pairwise_independent(digits_split):
+    Xtr = digits_split[0]
+    enc = SphericalHashEncoder(24, random_state=0).fit(Xtr)
+    assert enc.converged_ and enc.n_iter_ < 100
+    bits = enc.transform(Xtr)
+    n = len(Xtr)
+    assert np.all(np.abs(bits.sum(0) - n / 2) <= 1)  # the median radius: half the rows inside each sphere
+    mean_dev, std_dev = slow_overlap_deviation(bits.astype(bool))
+    assert mean_dev <= 0.1 * n / 4 and std_dev <= 0.15 * n / 4  # the paper's ε_m, ε_s
+    with pytest.warns(ConvergenceWarning, match="max_iter=1"):
+        early = SphericalHashEncoder(24, max_iter=1, random_state=0).fit(Xtr)
+    assert slow_overlap_deviation(early.transform(Xtr).astype(bool))[0] > mean_dev
+
+
+def test_spherical_bit_is_inside_the_sphere():
+    X = spread_data(n=400)
+    enc = SphericalHashEncoder(5, random_state=1).fit(X)
+    assert enc.converged_
+    inside = np.array([[np.linalg.norm(x - p) < t for p, t in zip(enc.pivots_, enc.radii_)] for x in X])
+    np.testing.assert_array_equal(enc.transform(X), inside)
+
+
+def test_spherical_hash_beats_lsh_at_16_bits_on_digits(digits_split):
+    Xtr, Xte, _, yte = digits_split
+    sph = SphericalHashEncoder(16, random_state=0).fit(Xtr).score(Xte, yte)
+    assert sph > LSHEncoder(16, random_state=0).fit(Xtr).score(Xte, yte) + 0.01
+    assert sph > 0.3
+
+
+def test_in_memory_methods_read_h5_when_it_fits_and_refuse_when_not(tmp_path, monkeypatch):
+    X = spread_data(n=60).astype(np.float32)
+    with write_h5(tmp_path, X) as f:
+        streamed = SphericalHashEncoder(6, random_state=0).fit(f["X"])
+        np.testing.assert_array_equal(streamed.pivots_, SphericalHashEncoder(6, random_state=0).fit(X).pivots_)
+        monkeypatch.setattr(_common, "memory_limit_bytes", lambda: 60 * 8 * 4 - 1)
+        match = "SphericalHashEncoder holds all 60 x 8 training features and the 60 x 6 distances and bits in memory"
+        with pytest.raises(InputError, match=match):
+            SphericalHashEncoder(6).fit(f["X"])

@@ -81,16 +81,25 @@ def check_fits_in_memory(n_bytes, what, encoder_name):
         )
 
 
-def load_in_memory(X, encoder_name):
+def load_in_memory(X, encoder_name, *, working_bytes=0, working_what=None):
     """All rows of ``X`` as a float array in memory: a streamed ``X`` is read in chunks, size-checked first.
 
     Arrays already in memory are returned as they are (float32 or float64); a streamed one becomes
-    float32, which halves what it takes.
+    float32, which halves what it takes. ``working_bytes`` (described by ``working_what``) is what the
+    fit holds besides the features; the check covers both.
     """
+    n, d = X.shape
+    parts, total = [], 0
+    if is_streamed(X):
+        parts.append(f"all {n} x {d} training features")
+        total += 4 * n * d
+    if working_bytes:
+        parts.append(working_what)
+        total += working_bytes
+    if parts:
+        check_fits_in_memory(total, " and ".join(parts), encoder_name)
     if not is_streamed(X):
         return X
-    n, d = X.shape
-    check_fits_in_memory(4 * n * d, f"all {n} x {d} training features", encoder_name)
     out = np.empty((n, d), dtype=np.float32)
     for start, block in iter_row_chunks(X, FIT_CHUNK):
         out[start : start + len(block)] = block
