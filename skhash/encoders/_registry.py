@@ -38,6 +38,8 @@ ENCODERS = (
                 "Spectral hashing: Laplacian eigenfunctions of the principal box (NIPS 2008)"),
     EncoderSpec("sph", "SphericalHashEncoder", "skhash.encoders.shallow._spherical", "shallow", False,
                 "Spherical hashing: balanced, pairwise independent hyperspheres (CVPR 2012)"),
+    EncoderSpec("kmh", "KMeansHashEncoder", "skhash.encoders.shallow._kmeans", "shallow", False,
+                "K-means hashing: product k-means with Hamming-affine centres (CVPR 2013)"),
     EncoderSpec("sign", "SignEncoder", "skhash.encoders.shallow._sign", "shallow", False,
                 "Sign of the features, one bit each (OrthoHash's R50-DELG-H)"),
 )

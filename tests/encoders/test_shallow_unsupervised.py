@@ -13,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from skhash import (
     InputError,
     ITQEncoder,
+    KMeansHashEncoder,
     LSHEncoder,
     PCAHashEncoder,
     SignEncoder,
@@ -22,6 +23,13 @@ from skhash import (
 from skhash.encoders.shallow import _common
 from skhash.encoders.shallow._common import DegenerateBitsWarning, column_moments, pca
 from skhash.encoders.shallow._itq import itq_rotation, procrustes_rotation, quantization_error
+from skhash.encoders.shallow._kmeans import (
+    _centre_objective,
+    balanced_partition,
+    code_table,
+    kmh_objective,
+    kmh_subspace,
+)
 from skhash.encoders.shallow._spherical import pivot_step
 
 
@@ -281,6 +289,7 @@ STREAMED = [
     lambda: ITQEncoder(5, random_state=0),
     lambda: SignEncoder(center=True),
     lambda: SpectralHashEncoder(12),
+    lambda: KMeansHashEncoder(4, bits_per_subspace=2, n_iter=2),
 ]
 IN_MEMORY = [lambda: SphericalHashEncoder(6, random_state=0)]
 
@@ -465,3 +474,78 @@ def test_in_memory_methods_read_h5_when_it_fits_and_refuse_when_not(tmp_path, mo
         match = "SphericalHashEncoder holds all 60 x 8 training features and the 60 x 6 distances and bits in memory"
         with pytest.raises(InputError, match=match):
             SphericalHashEncoder(6).fit(f["X"])
+
+
+# ---------------------------------------------------------------------------------------------- K-means hashing
+def test_kmh_balanced_partition_by_hand():
+    # logs 2.08, 1.39, 0.69, 0: 0 -> A; 1 -> B (0 < 2.08); 2 -> B (1.39 < 2.08); 3 -> A (B is full)
+    np.testing.assert_array_equal(balanced_partition(np.array([8.0, 4.0, 2.0, 1.0]), 2), [[0, 3], [1, 2]])
+    # 7 directions in 3 subspaces: the last is dropped
+    assert balanced_partition(np.array([9.0, 5, 4, 3, 2, 1, 0.5]), 3).shape == (3, 2)
+    np.testing.assert_array_equal(code_table(2), [[0, 0], [0, 1], [1, 0], [1, 1]])
+
+
+def test_kmh_centre_objective_value_and_gradient():
+    rng = np.random.default_rng(0)
+    Y = rng.normal(size=(40, 3))
+    centres = rng.normal(size=(4, 3))
+    target = 2 * np.sqrt((code_table(2)[:, None] != code_table(2)[None]).sum(-1))
+    labels = rng.integers(0, 4, 40)
+    counts = np.bincount(labels, minlength=4).astype(float)
+    sums = np.array([Y[labels == j].sum(0) for j in range(4)])
+    lam, j = 3.0, 2
+
+    def total(c):
+        C = centres.copy()
+        C[j] = c
+        return kmh_objective(Y, C, target, lam, labels)[0]
+
+    a, b = rng.normal(size=3), rng.normal(size=3)
+    e_a = _centre_objective(a, j, centres, counts, sums, target, lam, 40)[0]
+    e_b = _centre_objective(b, j, centres, counts, sums, target, lam, 40)[0]
+    assert e_a - e_b == pytest.approx(total(a) - total(b), rel=1e-10)  # E_j is E up to a constant
+    grad = _centre_objective(a, j, centres, counts, sums, target, lam, 40)[1]
+    h = 1e-6
+    numeric = [(total(a + h * e) - total(a - h * e)) / (2 * h) for e in np.eye(3)]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5)
+
+
+def test_kmh_codebook_beats_its_start_and_keeps_hamming_affinity(digits_split):
+    Y = digits_split[0][:, :6]
+    Y = Y - Y.mean(0)
+    centres, target, curve = kmh_subspace(Y, 2, 10.0, 10)
+    total, e_quan, e_aff = kmh_objective(Y, centres, target, 10.0)
+    assert total == pytest.approx(curve[-1])
+    # The start is the hypercube of the targets (E_aff = 0, E = E_quan); the codebook's E is lower.
+    assert total < 0.95 * curve[0] and e_quan < curve[0]
+    kmeans, _, _ = kmh_subspace(Y, 2, 0.0, 10)  # λ = 0: plain k-means from the same start
+    assert e_aff < 0.5 * kmh_objective(Y, kmeans, target, 10.0)[2]
+
+
+def test_kmh_codes_are_the_nearest_centres_codes():
+    X = spread_data(n=200)
+    enc = KMeansHashEncoder(4, bits_per_subspace=2, n_iter=3).fit(X)
+    assert enc.centers_.shape == (2, 4, 4)
+    Y = (X - enc.mean_) @ enc.projection_
+    expected = []
+    for y in Y:
+        row = []
+        for m in range(2):
+            d = [np.sum((y[4 * m : 4 * m + 4] - c) ** 2) for c in enc.centers_[m]]
+            row += [int(ch) for ch in format(int(np.argmin(d)), "02b")]
+        expected.append(row)
+    np.testing.assert_array_equal(enc.transform(X), expected)
+
+
+def test_kmh_bad_n_bits():
+    X = spread_data()
+    with pytest.raises(InputError, match="n_bits=6 must be a multiple of bits_per_subspace=4"):
+        KMeansHashEncoder(6).fit(X)
+    with pytest.raises(InputError, match="n_bits=12 cannot exceed n_features=8"):
+        KMeansHashEncoder(12).fit(X)
+
+
+def test_kmh_beats_lsh_at_16_bits_on_digits(digits_split):
+    Xtr, Xte, _, yte = digits_split
+    kmh = KMeansHashEncoder(16, n_iter=5).fit(Xtr).score(Xte, yte)
+    assert kmh > LSHEncoder(16, random_state=0).fit(Xtr).score(Xte, yte) + 0.05

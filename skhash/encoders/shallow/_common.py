@@ -106,6 +106,16 @@ def load_in_memory(X, encoder_name, *, working_bytes=0, working_what=None):
     return out
 
 
+def project_rows(X, mean, projection, encoder_name):
+    """``(X − mean) @ projection`` as a float64 matrix in memory, ``X`` read in chunks (size-checked)."""
+    n, k = X.shape[0], projection.shape[1]
+    check_fits_in_memory(8 * n * k, f"the {n} x {k} projected training data", encoder_name)
+    out = np.empty((n, k))
+    for start, block in iter_row_chunks(X, FIT_CHUNK):
+        out[start : start + len(block)] = (np.asarray(block, dtype=np.float64) - mean) @ projection
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- moments
 def column_moments(X, *, covariance=True):
     """Mean and covariance (or per-column variance) of the rows of ``X`` in one chunked pass.

@@ -7,9 +7,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
-from ..._streaming import iter_row_chunks
 from .._base import BaseHashEncoder
-from ._common import FIT_CHUNK, check_fits_in_memory, fit_pca_bits, set_affine, warn_degenerate_directions
+from ._common import fit_pca_bits, project_rows, set_affine, warn_degenerate_directions
 
 
 def random_rotation(n, rng):
@@ -69,16 +68,6 @@ def itq_rotation(V, n_iter, random_state):
         if it == n_iter:
             return R, errors
         R = procrustes_rotation(np.where(Z >= 0, 1.0, -1.0), V)
-
-
-def project_rows(X, mean, projection, encoder_name):
-    """``(X − mean) @ projection`` as a float64 matrix in memory, ``X`` read in chunks (size-checked)."""
-    n, k = X.shape[0], projection.shape[1]
-    check_fits_in_memory(8 * n * k, f"the {n} x {k} projected training data", encoder_name)
-    out = np.empty((n, k))
-    for start, block in iter_row_chunks(X, FIT_CHUNK):
-        out[start : start + len(block)] = (np.asarray(block, dtype=np.float64) - mean) @ projection
-    return out
 
 
 class ITQEncoder(BaseHashEncoder):
