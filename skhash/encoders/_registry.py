@@ -40,6 +40,8 @@ ENCODERS = (
                 "Spherical hashing: balanced, pairwise independent hyperspheres (CVPR 2012)"),
     EncoderSpec("kmh", "KMeansHashEncoder", "skhash.encoders.shallow._kmeans", "shallow", False,
                 "K-means hashing: product k-means with Hamming-affine centres (CVPR 2013)"),
+    EncoderSpec("ba", "BinaryAutoencoderEncoder", "skhash.encoders.shallow._autoencoder", "shallow", False,
+                "Binary autoencoder: linear-threshold encoder, linear decoder, trained by MAC (CVPR 2015)"),
     EncoderSpec("sign", "SignEncoder", "skhash.encoders.shallow._sign", "shallow", False,
                 "Sign of the features, one bit each (OrthoHash's R50-DELG-H)"),
 )

@@ -180,15 +180,24 @@ def numerical_rank(variances):
     return int(np.count_nonzero(variances > RANK_RTOL * variances.max()))
 
 
-def set_affine(encoder, mean, projection):
-    """Store the hash function ``bit = (x − mean) @ projection > 0`` as the base's affine map.
+def set_affine(encoder, mean, projection, offset=0.0):
+    """Store the hash function ``bit = (x − mean) @ projection + offset > 0`` as the base's affine map.
 
     ``coef_`` and ``intercept_`` are float32, as the deep encoders keep theirs: inference reads float32
     chunks, and a float64 ``coef_`` would only make numpy upcast every chunk.
     """
     projection = np.asarray(projection, dtype=np.float64)
     encoder.coef_ = projection.astype(np.float32)
-    encoder.intercept_ = (-(np.asarray(mean, dtype=np.float64) @ projection)).astype(np.float32)
+    encoder.intercept_ = (offset - np.asarray(mean, dtype=np.float64) @ projection).astype(np.float32)
+
+
+def code_table(bits):
+    """Every code of ``bits`` bits, ``(2**bits, bits)`` uint8: row ``i`` holds the binary digits of ``i``, MSB first.
+
+    KMH ties its centre ``i`` to row ``i``; the binary autoencoder enumerates the rows.
+    """
+    index = np.arange(2**bits)[:, None]
+    return ((index >> np.arange(bits - 1, -1, -1)) & 1).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------- n_bits

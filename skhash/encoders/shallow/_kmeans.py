@@ -13,6 +13,7 @@ from ._common import (
     RANK_RTOL,
     check_n_bits_at_most_features,
     check_not_constant,
+    code_table,
     pca,
     project_rows,
     validate_fit_X,
@@ -47,12 +48,6 @@ def balanced_partition(variances, n_subspaces):
         parts[m].append(j)
         sums[m] += logs[j]
     return np.array(parts, dtype=int)
-
-
-def code_table(bits):
-    """The ``b``-bit code of every centre index: row ``i`` holds the binary digits of ``i``, MSB first."""
-    index = np.arange(2**bits)[:, None]
-    return ((index >> np.arange(bits - 1, -1, -1)) & 1).astype(np.uint8)
 
 
 def nearest_centre(Y, centres):
