@@ -643,3 +643,40 @@ def test_ba_reconstructs_better_than_itq_and_retrieves_better_on_digits(digits_s
     bits = ba.transform(Xtr)
     stored = np.mean(np.sum((Xtr - bits @ ba.decoder_coef_ - ba.decoder_intercept_) ** 2, axis=1))
     assert stored < 1.2 * reconstruction(bits)
+
+
+# ---------------------------------------------------------------------------------------------- every encoder
+ALL = STREAMED + IN_MEMORY
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_bad_input_gives_clear_errors(make):
+    X = spread_data(n=40)
+    Xn = X.copy()
+    Xn[3, 1] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        make().fit(Xn)
+    with pytest.raises(InputError, match="minimum of 2 is required"):
+        make().fit(X[:1])
+    with pytest.raises(InputError, match="X has 7 features, but .* is expecting 8"):
+        make().fit(X).transform(X[:, :7])
+    with pytest.raises(InputError, match="every feature is constant"):
+        make().fit(np.full((40, 8), 2.5))
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_labels_are_ignored_and_multilabel_scores_work(make):
+    X = spread_data(n=60)
+    Y = (np.random.default_rng(0).random((60, 3)) < 0.4).astype(int)
+    Y[Y.sum(1) == 0, 0] = 1
+    np.testing.assert_array_equal(make().fit(X, Y).transform(X), make().fit(X).transform(X))
+    assert 0 < make().fit(X).score(X, Y) <= 1
+
+
+def test_dask_input_fits_like_an_array():
+    da = pytest.importorskip("dask.array")
+    X = spread_data(n=90).astype(np.float32)
+    lazy = da.from_array(X, chunks=(20, 8))
+    enc = ITQEncoder(5, random_state=0).fit(lazy)
+    np.testing.assert_allclose(enc.coef_, ITQEncoder(5, random_state=0).fit(X).coef_, atol=1e-5)
+    np.testing.assert_array_equal(enc.transform(lazy).compute(), enc.transform(X))
