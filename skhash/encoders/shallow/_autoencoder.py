@@ -10,9 +10,8 @@ from sklearn.svm import LinearSVC
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
-from ..._validation import validate_params
-from .._base import BaseHashEncoder
 from ._common import (
+    UnsupervisedShallowEncoder,
     check_n_bits_at_most_features,
     check_not_constant,
     code_table,
@@ -20,7 +19,6 @@ from ._common import (
     load_in_memory,
     pca,
     set_affine,
-    validate_fit_X,
     warn_degenerate_directions,
 )
 from ._itq import itq_rotation
@@ -159,7 +157,7 @@ class _Encoder:
         return (X @ self.A.T + self.a > 0).astype(np.float64)
 
 
-class BinaryAutoencoderEncoder(BaseHashEncoder):
+class BinaryAutoencoderEncoder(UnsupervisedShallowEncoder):
     """Binary autoencoder (BA): codes from a linear-threshold encoder that a linear decoder can invert.
 
     Minimises the reconstruction error ``Σ ‖x − f(h(x))‖²`` of an encoder ``h(x) = [Ax + a > 0]`` and a
@@ -238,23 +236,8 @@ class BinaryAutoencoderEncoder(BaseHashEncoder):
         self.C = C
         self.random_state = random_state
 
-    def fit(self, X, y=None):
-        """Train the encoder (and its decoder) on ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or h5py.Dataset
-            Training features, held in memory (an ``h5py.Dataset`` is read into memory when it fits).
-        y : None
-            Ignored (the method is unsupervised).
-
-        Returns
-        -------
-        self : object
-        """
-        validate_params(self)
+    def _fit(self, X):
         name = type(self).__name__
-        X = validate_fit_X(self, X)
         n, L = X.shape[0], self.n_bits
         check_n_bits_at_most_features(L, self.n_features_in_, name)
         X = load_in_memory(X, name, working_bytes=5 * 8 * n * L, working_what=f"five {n} x {L} code matrices")
@@ -302,7 +285,6 @@ class BinaryAutoencoderEncoder(BaseHashEncoder):
         set_affine(self, low, encoder.A.T / scale, offset=encoder.a)
         self.decoder_coef_ = D * scale
         self.decoder_intercept_ = e * scale + low
-        return self
 
     def _itq_start(self, Xn, rng):
         """The authors' start: ITQ codes (50 iterations) of the scaled data, as {0, 1}."""

@@ -16,6 +16,7 @@ from scipy import linalg
 
 from ..._streaming import check_stream_dtype, is_streamed, iter_row_chunks
 from ..._validation import InputError, validate_data, validate_params
+from .._base import BaseHashEncoder
 
 # Rows per chunk of a streamed pass (iter_row_chunks also caps a chunk at ~64 MiB of features).
 FIT_CHUNK = 65_536
@@ -246,15 +247,45 @@ def format_indices(indices, shown=8):
 
 
 # ---------------------------------------------------------------------------------------------- PCA fits
-def fit_pca_bits(encoder, X):
-    """The shared start of the PCA-based encoders: validate, PCA, check n_bits; ``(mean, P_K, variances)``.
+def pca_bits(encoder, X):
+    """The start of the PCA-based encoders: check n_bits, PCA; ``(mean, top n_bits directions, variances)``.
 
-    Sets ``n_features_in_``; ``variances`` are those of all principal directions, largest first.
+    ``variances`` are those of all principal directions, largest first.
     """
-    validate_params(encoder)
-    X = validate_fit_X(encoder, X)
     name = type(encoder).__name__
     check_n_bits_at_most_features(encoder.n_bits, encoder.n_features_in_, name)
     mean, components, variances = pca(X)
     check_not_constant(variances, name)
-    return X, mean, components[:, : encoder.n_bits], variances
+    return mean, components[:, : encoder.n_bits], variances
+
+
+# ---------------------------------------------------------------------------------------------- the base
+class UnsupervisedShallowEncoder(BaseHashEncoder):
+    """``fit(X)`` of the unsupervised shallow encoders: parameters and ``X`` checked once, then ``_fit``.
+
+    A subclass implements ``_fit(X)``: ``X`` is a validated array in memory, or the streamed array-like
+    (shape and dtype checked, finiteness checked while it is read), and ``n_features_in_`` is set.
+    """
+
+    def fit(self, X, y=None):
+        """Learn the hash function from the rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), h5py.Dataset or dask array
+            Training features. The encoder's description says whether it reads a streamed data set in
+            chunks or holds the rows in memory (it then reads them in, when they fit).
+        y : None
+            Ignored: the method is unsupervised (labels serve ``score``).
+
+        Returns
+        -------
+        self : object
+            The fitted encoder.
+        """
+        validate_params(self)
+        self._fit(validate_fit_X(self, X))
+        return self
+
+    def _fit(self, X):
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit(X).")

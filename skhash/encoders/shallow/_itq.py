@@ -7,8 +7,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
-from .._base import BaseHashEncoder
-from ._common import fit_pca_bits, project_rows, set_affine, warn_degenerate_directions
+from ._common import UnsupervisedShallowEncoder, pca_bits, project_rows, set_affine, warn_degenerate_directions
 
 
 def random_rotation(n, rng):
@@ -70,7 +69,7 @@ def itq_rotation(V, n_iter, random_state):
         R = procrustes_rotation(np.where(Z >= 0, 1.0, -1.0), V)
 
 
-class ITQEncoder(BaseHashEncoder):
+class ITQEncoder(UnsupervisedShallowEncoder):
     """Iterative quantization (ITQ): PCA, then a rotation that minimises the quantisation error.
 
     The centred data are projected on their top ``n_bits`` principal directions, ``V = (X − μ)P``, and an
@@ -135,21 +134,8 @@ class ITQEncoder(BaseHashEncoder):
         self.n_iter = n_iter
         self.random_state = random_state
 
-    def fit(self, X, y=None):
-        """Learn the principal directions and the rotation.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), h5py.Dataset or dask array
-            Training features; a streamed data set is read twice, in chunks.
-        y : None
-            Ignored (the method is unsupervised).
-
-        Returns
-        -------
-        self : object
-        """
-        X, mean, components, variances = fit_pca_bits(self, X)
+    def _fit(self, X):
+        mean, components, variances = pca_bits(self, X)
         name = type(self).__name__
         warn_degenerate_directions(
             variances, self.n_bits, name,
@@ -162,4 +148,3 @@ class ITQEncoder(BaseHashEncoder):
         self.rotation_ = rotation
         self.loss_curve_ = errors
         set_affine(self, mean, components @ rotation)
-        return self

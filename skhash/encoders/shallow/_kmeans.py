@@ -7,16 +7,15 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.utils._param_validation import Interval
 
-from ..._validation import InputError, validate_params
-from .._base import BaseHashEncoder
+from ..._validation import InputError
 from ._common import (
     RANK_RTOL,
+    UnsupervisedShallowEncoder,
     check_n_bits_at_most_features,
     check_not_constant,
     code_table,
     pca,
     project_rows,
-    validate_fit_X,
     warn_degenerate_directions,
 )
 
@@ -128,7 +127,7 @@ def kmh_subspace(Y, bits, affinity_weight, n_iter):
     return centres, target, objective
 
 
-class KMeansHashEncoder(BaseHashEncoder):
+class KMeansHashEncoder(UnsupervisedShallowEncoder):
     """K-means hashing (KMH): product k-means whose centres keep Hamming-consistent distances.
 
     The data are rotated to their principal directions and split into ``M = n_bits / bits_per_subspace``
@@ -201,21 +200,7 @@ class KMeansHashEncoder(BaseHashEncoder):
         self.affinity_weight = affinity_weight
         self.n_iter = n_iter
 
-    def fit(self, X, y=None):
-        """Learn the rotation, the subspaces and their codebooks.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), h5py.Dataset or dask array
-            Training features; a streamed data set is read twice, in chunks.
-        y : None
-            Ignored (the method is unsupervised).
-
-        Returns
-        -------
-        self : object
-        """
-        validate_params(self)
+    def _fit(self, X):
         name = type(self).__name__
         b = self.bits_per_subspace
         if self.n_bits % b:
@@ -223,7 +208,6 @@ class KMeansHashEncoder(BaseHashEncoder):
                 f"{name}: n_bits={self.n_bits} must be a multiple of bits_per_subspace={b} (each subspace "
                 "gives bits_per_subspace bits)."
             )
-        X = validate_fit_X(self, X)
         check_n_bits_at_most_features(self.n_bits, self.n_features_in_, name)
         mean, components, variances = pca(X)
         check_not_constant(variances, name)
@@ -245,7 +229,6 @@ class KMeansHashEncoder(BaseHashEncoder):
         self.projection_ = projection
         self.centers_ = np.stack(centres)
         self.loss_curve_ = [float(e) for e in np.sum(curves, axis=0)]
-        return self
 
     def _decision_block(self, X):
         n_sub, n_centres, dims = self.centers_.shape

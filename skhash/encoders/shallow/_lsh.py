@@ -6,12 +6,10 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
-from ..._validation import validate_params
-from .._base import BaseHashEncoder
-from ._common import check_not_constant, column_moments, set_affine, validate_fit_X
+from ._common import UnsupervisedShallowEncoder, check_not_constant, column_moments, set_affine
 
 
-class LSHEncoder(BaseHashEncoder):
+class LSHEncoder(UnsupervisedShallowEncoder):
     """Locality-sensitive hashing: the signs of random projections of the centred features.
 
     Each bit is ``w_kᵀ(x − μ) > 0`` for a hyperplane ``w_k`` drawn with i.i.d. standard normal entries
@@ -67,25 +65,9 @@ class LSHEncoder(BaseHashEncoder):
         self.center = center
         self.random_state = random_state
 
-    def fit(self, X, y=None):
-        """Draw the hyperplanes and, with ``center=True``, compute the training mean.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), h5py.Dataset or dask array
-            Training features; a streamed data set is read once, in chunks.
-        y : None
-            Ignored (the method is unsupervised).
-
-        Returns
-        -------
-        self : object
-        """
-        validate_params(self)
-        X = validate_fit_X(self, X)
+    def _fit(self, X):
         mean, variances = column_moments(X, covariance=False)
         check_not_constant(variances, type(self).__name__)
         self.mean_ = mean if self.center else np.zeros(self.n_features_in_)
         rng = check_random_state(self.random_state)
         set_affine(self, self.mean_, rng.standard_normal((self.n_features_in_, self.n_bits)))
-        return self

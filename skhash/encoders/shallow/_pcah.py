@@ -4,11 +4,10 @@ from numbers import Integral
 
 from sklearn.utils._param_validation import Interval
 
-from .._base import BaseHashEncoder
-from ._common import fit_pca_bits, set_affine, warn_degenerate_directions
+from ._common import UnsupervisedShallowEncoder, pca_bits, set_affine, warn_degenerate_directions
 
 
-class PCAHashEncoder(BaseHashEncoder):
+class PCAHashEncoder(UnsupervisedShallowEncoder):
     """PCA hashing (PCAH): the signs of the top ``n_bits`` principal components.
 
     ``bit_k = P_kᵀ(x − μ) > 0`` for the ``k``-th principal direction ``P_k`` of the training data: the
@@ -57,21 +56,8 @@ class PCAHashEncoder(BaseHashEncoder):
     def __init__(self, n_bits=64):
         self.n_bits = n_bits
 
-    def fit(self, X, y=None):
-        """Compute the mean and the top ``n_bits`` principal directions of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), h5py.Dataset or dask array
-            Training features; a streamed data set is read once, in chunks.
-        y : None
-            Ignored (the method is unsupervised).
-
-        Returns
-        -------
-        self : object
-        """
-        _, mean, components, variances = fit_pca_bits(self, X)
+    def _fit(self, X):
+        mean, components, variances = pca_bits(self, X)
         warn_degenerate_directions(
             variances, self.n_bits, type(self).__name__,
             consequence="the bits of the same indices are constant or noise on data like the training set",
@@ -80,4 +66,3 @@ class PCAHashEncoder(BaseHashEncoder):
         self.components_ = components
         self.explained_variance_ = variances[: self.n_bits]
         set_affine(self, mean, components)
-        return self

@@ -4,12 +4,10 @@ import warnings
 
 import numpy as np
 
-from ..._validation import validate_params
-from .._base import BaseHashEncoder
-from ._common import DegenerateBitsWarning, format_indices, check_not_constant, column_moments, validate_fit_X
+from ._common import DegenerateBitsWarning, UnsupervisedShallowEncoder, check_not_constant, column_moments, format_indices
 
 
-class SignEncoder(BaseHashEncoder):
+class SignEncoder(UnsupervisedShallowEncoder):
     """Binary codes that are the signs of the features: ``bit_j = x_j − μ_j > 0``, one bit per feature.
 
     Nothing is learned but, optionally, the mean. With ``center=False`` (``μ = 0``) this is the
@@ -18,8 +16,9 @@ class SignEncoder(BaseHashEncoder):
     cosine baseline on the float descriptors: 0.138, 0.510, 0.715). The code length is the number of
     features; the paper defines no other, so there is no ``n_bits``.
 
-    The fit is one streamed pass for the mean and the per-feature variance, ``O(n d)`` (it is needed to
-    find constant features); encoding is ``O(d)`` per row.
+    The fit is one streamed pass for the mean and the per-feature variance, ``O(n d)``: features that are
+    constant on the training data are named in a ``DegenerateBitsWarning`` (their bits are constant).
+    Encoding is ``O(d)`` per row.
 
     Parameters
     ----------
@@ -52,25 +51,7 @@ class SignEncoder(BaseHashEncoder):
     def __init__(self, center=False):
         self.center = center
 
-    def fit(self, X, y=None):
-        """Record the number of features and, with ``center=True``, their means.
-
-        A ``DegenerateBitsWarning`` names the features that are constant on ``X``: their bits are
-        constant too.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), h5py.Dataset or dask array
-            Training features; a streamed data set is read once, in chunks.
-        y : None
-            Ignored (nothing is learned from labels).
-
-        Returns
-        -------
-        self : object
-        """
-        validate_params(self)
-        X = validate_fit_X(self, X)
+    def _fit(self, X):
         mean, variances = column_moments(X, covariance=False)
         name = type(self).__name__
         check_not_constant(variances, name)
@@ -83,7 +64,6 @@ class SignEncoder(BaseHashEncoder):
                 stacklevel=2,
             )
         self.mean_ = mean if self.center else np.zeros(self.n_features_in_)
-        return self
 
     def _decision_block(self, X):
         # The identity map: subtracting beats the base's X @ eye(d) by a factor of d.

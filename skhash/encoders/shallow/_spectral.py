@@ -7,9 +7,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ..._streaming import iter_row_chunks
-from ..._validation import validate_params
-from .._base import BaseHashEncoder
-from ._common import FIT_CHUNK, check_not_constant, pca, validate_fit_X
+from ._common import FIT_CHUNK, UnsupervisedShallowEncoder, check_not_constant, pca
 
 
 def projection_range(X, mean, components):
@@ -50,7 +48,7 @@ def spectral_modes(ranges, n_bits):
     return modes[order[1 : n_bits + 1]]
 
 
-class SpectralHashEncoder(BaseHashEncoder):
+class SpectralHashEncoder(UnsupervisedShallowEncoder):
     """Spectral hashing (SH): each bit thresholds one principal component at the zeros of a cosine.
 
     The data are modelled as uniform on a box aligned with their top ``min(n_bits, n_features)``
@@ -106,22 +104,7 @@ class SpectralHashEncoder(BaseHashEncoder):
     def __init__(self, n_bits=64):
         self.n_bits = n_bits
 
-    def fit(self, X, y=None):
-        """Find the principal box and choose the ``n_bits`` eigenfunctions.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), h5py.Dataset or dask array
-            Training features; a streamed data set is read twice, in chunks.
-        y : None
-            Ignored (the method is unsupervised).
-
-        Returns
-        -------
-        self : object
-        """
-        validate_params(self)
-        X = validate_fit_X(self, X)
+    def _fit(self, X):
         mean, components, variances = pca(X)
         check_not_constant(variances, type(self).__name__)
         components = components[:, : min(self.n_bits, self.n_features_in_)]
@@ -131,7 +114,6 @@ class SpectralHashEncoder(BaseHashEncoder):
         self.components_ = components
         self.min_, self.max_ = lo - eps, hi + eps
         self.modes_ = spectral_modes(self.max_ - self.min_, self.n_bits)
-        return self
 
     def _decision_block(self, X):
         # Each mode uses one direction: the product over directions of sin(π/2 + ω(x̃ − mn)) is that

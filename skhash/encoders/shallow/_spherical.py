@@ -9,9 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
-from ..._validation import validate_params
-from .._base import BaseHashEncoder
-from ._common import check_not_constant, column_moments, load_in_memory, validate_fit_X
+from ._common import UnsupervisedShallowEncoder, check_not_constant, column_moments, load_in_memory
 
 # Pivots start as the mean of this many random training rows (the paper's choice).
 _ROWS_PER_PIVOT = 5
@@ -50,7 +48,7 @@ def pivot_step(pivots, overlap, n):
     return pivots + force / len(pivots)
 
 
-class SphericalHashEncoder(BaseHashEncoder):
+class SphericalHashEncoder(UnsupervisedShallowEncoder):
     """Spherical hashing (SpH): bit ``k`` is 1 when the row lies inside the hypersphere ``(p_k, t_k)``.
 
     ``h_k(x) = [‖x − p_k‖ ≤ t_k]``. Each radius ``t_k`` is the median distance of the training rows to the
@@ -117,23 +115,8 @@ class SphericalHashEncoder(BaseHashEncoder):
         self.eps_std = eps_std
         self.random_state = random_state
 
-    def fit(self, X, y=None):
-        """Move the pivots until the bits are balanced and pairwise independent on ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or h5py.Dataset
-            Training features, held in memory (an ``h5py.Dataset`` is read into memory when it fits).
-        y : None
-            Ignored (the method is unsupervised).
-
-        Returns
-        -------
-        self : object
-        """
-        validate_params(self)
+    def _fit(self, X):
         name = type(self).__name__
-        X = validate_fit_X(self, X)
         n, k = X.shape[0], self.n_bits
         X = load_in_memory(X, name, working_bytes=9 * n * k, working_what=f"the {n} x {k} distances and bits")
         check_not_constant(column_moments(X, covariance=False)[1], name)
@@ -161,7 +144,6 @@ class SphericalHashEncoder(BaseHashEncoder):
         self.radii_ = radii
         self.n_iter_ = it
         self.converged_ = bool(converged)
-        return self
 
     def _decision_block(self, X):
         # Positive inside the sphere: bit = ‖x − p‖ < t (the paper's ≤ differs only on the sphere itself).
