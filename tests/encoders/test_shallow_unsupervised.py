@@ -680,3 +680,23 @@ def test_dask_input_fits_like_an_array():
     enc = ITQEncoder(5, random_state=0).fit(lazy)
     np.testing.assert_allclose(enc.coef_, ITQEncoder(5, random_state=0).fit(X).coef_, atol=1e-5)
     np.testing.assert_array_equal(enc.transform(lazy).compute(), enc.transform(X))
+
+
+def test_small_fits_run_one_blas_thread(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen = []
+    original = PCAHashEncoder._fit
+
+    def spy(self, X):
+        seen.append(blas_threads())
+        return original(self, X)
+
+    monkeypatch.setattr(PCAHashEncoder, "_fit", spy)
+    before = blas_threads()
+    PCAHashEncoder(4).fit(spread_data())
+    assert seen == [{1}]
+    assert blas_threads() == before
