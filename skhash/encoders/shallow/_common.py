@@ -3,9 +3,9 @@
 
 The covariance is accumulated over :func:`~skhash._streaming.iter_row_chunks`, so an ``h5py.Dataset`` is
 read once in bounded chunks and an array in memory takes the same path (the two give the same model).
-Methods whose algorithm needs all rows at once (spherical hashing, k-means hashing, the binary
-autoencoder) or an ``(n_samples, n_bits)`` matrix (ITQ) check the size first against
-:func:`memory_limit_bytes` and raise a clear error rather than start swapping.
+Methods whose algorithm needs all rows at once (spherical hashing, the binary autoencoder) or a
+projected copy of them (ITQ: ``n × n_bits``; k-means hashing: ``n × n_features``) check the size first
+against :func:`memory_limit_bytes` and raise a clear error rather than start swapping.
 """
 
 import contextlib
