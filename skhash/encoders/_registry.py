@@ -28,6 +28,22 @@ ENCODERS = (
                 "CSQ: pull tanh codes to hash centres (CVPR 2020)"),
     EncoderSpec("greedyhash", "GreedyHashEncoder", "skhash.encoders._greedyhash", "deep-pointwise", True,
                 "GreedyHash: classify the signs, straight-through gradient (NeurIPS 2018)"),
+    EncoderSpec("lsh", "LSHEncoder", "skhash.encoders.shallow._lsh", "shallow", False,
+                "LSH: signs of random projections of the centred features (Charikar, STOC 2002)"),
+    EncoderSpec("pcah", "PCAHashEncoder", "skhash.encoders.shallow._pcah", "shallow", False,
+                "PCAH: signs of the top principal components"),
+    EncoderSpec("itq", "ITQEncoder", "skhash.encoders.shallow._itq", "shallow", False,
+                "ITQ: PCA, then the rotation of least quantisation error (CVPR 2011)"),
+    EncoderSpec("sh", "SpectralHashEncoder", "skhash.encoders.shallow._spectral", "shallow", False,
+                "Spectral hashing: Laplacian eigenfunctions of the principal box (NIPS 2008)"),
+    EncoderSpec("sph", "SphericalHashEncoder", "skhash.encoders.shallow._spherical", "shallow", False,
+                "Spherical hashing: balanced, pairwise independent hyperspheres (CVPR 2012)"),
+    EncoderSpec("kmh", "KMeansHashEncoder", "skhash.encoders.shallow._kmeans", "shallow", False,
+                "K-means hashing: product k-means with Hamming-affine centres (CVPR 2013)"),
+    EncoderSpec("ba", "BinaryAutoencoderEncoder", "skhash.encoders.shallow._autoencoder", "shallow", False,
+                "Binary autoencoder: linear-threshold encoder, linear decoder, trained by MAC (CVPR 2015)"),
+    EncoderSpec("sign", "SignEncoder", "skhash.encoders.shallow._sign", "shallow", False,
+                "Sign of the features, one bit each (OrthoHash's R50-DELG-H)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")

@@ -22,12 +22,20 @@ SMALL = {
     "n_anchors": 20,
     "n_landmarks": 20,
     "n_clusters": 4,
+    "bits_per_subspace": 2,
 }
+
+# Encoders whose n_bits cannot exceed n_features (one principal direction per bit, or per subspace):
+# the checks fit data of two features, so these get two bits.
+AT_MOST_N_FEATURES_BITS = {"PCAHashEncoder", "ITQEncoder", "KMeansHashEncoder", "BinaryAutoencoderEncoder"}
 
 
 def small(cls):
     names = inspect.signature(cls.__init__).parameters
-    return cls(**{k: v for k, v in SMALL.items() if k in names})
+    params = {k: v for k, v in SMALL.items() if k in names}
+    if cls.__name__ in AT_MOST_N_FEATURES_BITS:
+        params["n_bits"] = 2
+    return cls(**params)
 
 
 ALL = [small(get_encoder(spec.name)) for spec in ENCODERS]
