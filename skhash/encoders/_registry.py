@@ -28,6 +28,8 @@ ENCODERS = (
                 "CSQ: pull tanh codes to hash centres (CVPR 2020)"),
     EncoderSpec("greedyhash", "GreedyHashEncoder", "skhash.encoders._greedyhash", "deep-pointwise", True,
                 "GreedyHash: classify the signs, straight-through gradient (NeurIPS 2018)"),
+    EncoderSpec("itqcca", "ITQCCAEncoder", "skhash.encoders.shallow._itqcca", "shallow", True,
+                "ITQ-CCA: regularised CCA against the labels, then ITQ's rotation (CVPR 2011)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")

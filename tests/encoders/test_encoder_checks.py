@@ -19,15 +19,23 @@ SMALL = {
     "max_epochs": 2,
     "random_state": 0,
     "n_iter": 3,
-    "n_anchors": 20,
-    "n_landmarks": 20,
+    "n_anchors": 5,  # the checks fit as few as 10 rows, and anchors are rows
+    "n_landmarks": 5,
     "n_clusters": 4,
+}
+
+
+# Where a class needs other cheap settings than SMALL's: the CCA-based codes have at most n_features
+# bits, and the checks fit data of 2 or 3 features (1 in check_fit2d_1feature, which expects the error).
+SMALL_FOR = {
+    "ITQCCAEncoder": {"n_bits": 2},
 }
 
 
 def small(cls):
     names = inspect.signature(cls.__init__).parameters
-    return cls(**{k: v for k, v in SMALL.items() if k in names})
+    settings = {**SMALL, **SMALL_FOR.get(cls.__name__, {})}
+    return cls(**{k: v for k, v in settings.items() if k in names})
 
 
 ALL = [small(get_encoder(spec.name)) for spec in ENCODERS]
