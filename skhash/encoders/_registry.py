@@ -30,6 +30,8 @@ ENCODERS = (
                 "GreedyHash: classify the signs, straight-through gradient (NeurIPS 2018)"),
     EncoderSpec("itqcca", "ITQCCAEncoder", "skhash.encoders.shallow._itqcca", "shallow", True,
                 "ITQ-CCA: regularised CCA against the labels, then ITQ's rotation (CVPR 2011)"),
+    EncoderSpec("ksh", "KSHEncoder", "skhash.encoders.shallow._ksh", "shallow", True,
+                "KSH: kernel hash functions fitted bit by bit to the label similarity (CVPR 2012)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")
