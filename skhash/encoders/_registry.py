@@ -36,6 +36,8 @@ ENCODERS = (
                 "SDH: discrete codes that classify the labels, and a kernel hash fitted to them (CVPR 2015)"),
     EncoderSpec("fsdh", "FSDHEncoder", "skhash.encoders.shallow._fsdh", "shallow", True,
                 "FSDH: SDH with labels regressed onto the codes, a closed-form discrete step (TPAMI 2018)"),
+    EncoderSpec("bre", "BREEncoder", "skhash.encoders.shallow._bre", "shallow", False,
+                "BRE: kernel hashes whose Hamming distances reconstruct distances, or labels (NIPS 2009)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")
