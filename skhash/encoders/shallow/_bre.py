@@ -7,7 +7,6 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..._validation import InputError
 from .._base import BaseHashEncoder
 from ._kernels import (
     AnchorKernelEncoder,
@@ -86,8 +85,10 @@ def best_weight(c, base, pi, pj, target, other, n_bits):
     keep = jump_at >= 0
     objective = start + np.r_[0.0, np.cumsum(np.bincount(jump_at[keep], jump[keep], minlength=len(tau)))]
     # objective[s] holds on the interval after the s-th smallest τ (s = 0: below all); skip empty ones.
-    valid = np.r_[True, tau_sorted[:-1] < tau_sorted[1:], True]
-    s = int(np.argmin(np.where(valid, objective, np.inf)))
+    objective[~np.r_[True, tau_sorted[:-1] < tau_sorted[1:], True]] = np.inf
+    # Exact ties happen (flips that leave every pair's term as it was); rounding must not pick among
+    # them, so the lowest interval within a relative 1e-9 of the minimum wins.
+    s = int(np.flatnonzero(objective <= objective.min() * (1 + 1e-9))[0])
     gap = (tau_sorted[-1] - tau_sorted[0]) / len(tau) if len(tau) > 1 else 0.0
     gap = gap if gap > 0 else max(1.0, abs(tau_sorted[0]))
     if s == 0:
@@ -148,7 +149,7 @@ class BREEncoder(AnchorKernelEncoder):
     weights_ : ndarray of shape (n_landmarks, n_bits)
         ``W``.
     landmarks_ : ndarray of shape (n_landmarks, n_bits), int
-        Index of each bit's landmarks into ``anchors_`` (rbf) or ``training_rows_``.
+        Each bit's landmarks, as indices into ``training_rows_``.
     training_rows_ : ndarray of int
         The rows of ``X`` the objective was fitted on.
     coef_, intercept_ : ndarray of shape (n_features, n_bits) and (n_bits,)
@@ -229,24 +230,21 @@ class BREEncoder(AnchorKernelEncoder):
         rows = draw_rows(X.shape[0], min(self.max_samples, X.shape[0]), rng, param="max_samples")
         Xs = take_rows(X, rows)
         n = len(rows)
-        if t > n:
-            raise InputError(
-                f"n_landmarks={t} needs at least {t} training samples to draw from, but X has {n}; lower "
-                "n_landmarks or fit on more samples."
-            )
-        landmarks = np.stack([rng.choice(n, t, replace=False) for _ in range(n_bits)], axis=1)
-        distinct, landmarks = np.unique(landmarks, return_inverse=True)
-        landmarks = landmarks.reshape(t, n_bits)
+        landmarks = np.stack([draw_rows(n, t, rng, param="n_landmarks") for _ in range(n_bits)], axis=1)
+        # The kernel is evaluated once per distinct landmark; ``position`` maps each bit's to its column.
+        distinct, position = np.unique(landmarks, return_inverse=True)
+        position = position.reshape(t, n_bits)
         check_working_memory(8 * n * len(distinct), f"The kernel of {n} rows against {len(distinct)} landmarks",
                              "lower max_samples, n_landmarks or n_bits.")
         gram, diag, kernel_params = self._kernel(Xs, distinct)
         pi, pj = sample_pairs(n, self.n_pairs, rng)
         target = self._targets(Xs, Y if Y is None else Y[rows], pi, pj, diag, kernel_params)
         W = 0.001 * rng.standard_normal((t, n_bits))
-        self.objective_, self.n_iter_ = _coordinate_descent(gram, landmarks, W, pi, pj, target, self.max_iter,
+        self.objective_, self.n_iter_ = _coordinate_descent(gram, position, W, pi, pj, target, self.max_iter,
                                                             self.tol, rng)
-        self._store(Xs, distinct, landmarks, W, kernel_params)
+        self._store(Xs, distinct, position, W, kernel_params)
         self.training_rows_ = rows
+        self.landmarks_ = landmarks
         return self
 
     # ------------------------------------------------------------------ kernel and targets
@@ -270,14 +268,13 @@ class BREEncoder(AnchorKernelEncoder):
         check_not_constant(float(d.max()))
         return d / d.max()
 
-    def _store(self, Xs, distinct, landmarks, W, kernel_params):
+    def _store(self, Xs, distinct, position, W, kernel_params):
         for stale in ("coef_", "intercept_", "anchors_", "gamma_", "kernel_coef_", "kernel_intercept_"):
             self.__dict__.pop(stale, None)
         self.kernel_ = self.kernel
         self.weights_ = W
-        self.landmarks_ = landmarks
         coef = np.zeros((len(distinct), W.shape[1]))
-        np.add.at(coef, (landmarks, np.arange(W.shape[1])), W)
+        coef[position, np.arange(W.shape[1])] = W  # a bit's landmarks are distinct: no index repeats
         if self.kernel == "linear":
             mean = kernel_params
             coef = (Xs[distinct] - mean).T @ coef
@@ -294,6 +291,9 @@ def rbf_pair_kernel(Xs, pi, pj, gamma):
 
 def _coordinate_descent(gram, landmarks, W, pi, pj, target, max_iter, tol, rng):
     """BRE's sweeps: per bit, one random weight set by :func:`best_weight`. Updates ``W`` in place.
+
+    ``gram`` holds the kernel of the training rows against the distinct landmarks; ``landmarks[q, k]``
+    is the column of bit ``k``'s landmark ``q``.
 
     Returns the objective per pair at the start and after each sweep, and the number of sweeps.
     """

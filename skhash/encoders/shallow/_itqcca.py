@@ -173,7 +173,7 @@ class ITQCCAEncoder(ShallowEncoder):
         self.n_iter = n_iter
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Fit the canonical directions and ITQ's rotation.
 
         Parameters
@@ -218,11 +218,12 @@ class ITQCCAEncoder(ShallowEncoder):
             np.linalg.matrix_rank(cxx, hermitian=True), np.linalg.matrix_rank(cyy, hermitian=True)
         )
         if self.n_bits > n_informative:
+            first, last = n_informative + 1, self.n_bits
+            which = f"direction {first} has" if first == last else f"directions {first}..{last} have"
             warnings.warn(
                 f"n_bits={self.n_bits}, but only {n_informative} canonical correlations can be non-zero "
                 f"(the rank of the centred labels or features; C - 1 for C single-label classes): CCA "
-                f"directions {n_informative + 1}..{self.n_bits} have correlation ~0, and their bits are "
-                "only what ITQ's rotation mixes into them.",
+                f"{which} correlation ~0, and their bits are only what ITQ's rotation mixes into them.",
                 UserWarning,
                 stacklevel=3,
             )

@@ -210,6 +210,7 @@ def sdh_features(X, anchors, anchor_rows, sigma):
     D = features[:, :m]
     for start, chunk in iter_float_chunks(X):
         D[start : start + len(chunk)] = squared_distances(chunk, anchors, A_sq)
+    check_not_constant(float(D.max()))
     if sigma == "auto":
         own = (anchor_rows, np.arange(m))
         D[own] = np.inf

@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import Interval
 
 from ._kernels import (
     AnchorKernelEncoder,
+    check_working_memory,
     draw_rows,
     iter_float_chunks,
     mean_squared_distance,
@@ -100,7 +101,7 @@ def nesterov_descent(a, K, R, max_iter, tol):
     n_iter : int
         Steps run (the last may have found no descent).
     """
-    lipschitz, t_prev = 1.0, 1.0
+    lipschitz, t_prev, it = 1.0, 1.0, 0
     x_prev = x = a
     u_prev = u_x = K @ a
     cost_x = relaxed_cost(u_x, R)[0]
@@ -236,7 +237,7 @@ class KSHEncoder(AnchorKernelEncoder):
         self.tol = tol
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Fit the anchors' kernel and the projections bit by bit.
 
         Parameters
@@ -256,6 +257,10 @@ class KSHEncoder(AnchorKernelEncoder):
         gamma = 1.0 / (2.0 * mean_squared_distance(X, anchors))
         kernel_mean = self._kernel_mean(X, anchors, gamma)
         labeled = draw_rows(n, min(self.n_labeled, n), rng, param="n_labeled")
+        l, m = len(labeled), self.n_anchors
+        check_working_memory(8 * l * (m + (l if self.multilabel_ else 0)),
+                             f"KSH's kernel features (and multi-label similarity) of {l} labelled rows",
+                             "lower n_labeled or n_anchors.")
         K = rbf_features(take_rows(X, labeled), anchors, gamma) - kernel_mean
         A, steps = ksh_projections(K, Y[labeled], self.n_bits, self.max_iter, self.tol)
         self.n_iter_ = int(steps.max())

@@ -59,7 +59,7 @@ class _SupervisedDiscreteHashing(AnchorKernelEncoder):
         """Return the codes' projection ``P`` (n_anchors + 1, n_bits) and set the method's fitted state."""
         raise NotImplementedError
 
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Fit the codes and the kernel hash function.
 
         Parameters
