@@ -168,7 +168,8 @@ def test_ksh_relaxed_cost_and_gradient_by_hand():
     dphi = 2 * np.exp(-u) / (1 + np.exp(-u)) ** 2
     np.testing.assert_allclose(grad, -2 * (2 * S @ phi) * dphi, rtol=1e-12)
     eps = 1e-6
-    numeric = [(relaxed_cost(u + eps * e, R)[0] - relaxed_cost(u - eps * e, R)[0]) / (2 * eps) for e in np.eye(3)]
+    numeric = [(relaxed_cost(u + eps * e, R)[0] - relaxed_cost(u - eps * e, R)[0]) / (2 * eps)
+               for e in np.eye(3)]
     np.testing.assert_allclose(grad, numeric, rtol=1e-6)
 
 
@@ -230,6 +231,38 @@ def test_ksh_fit_equals_a_plain_greedy_loop(blobs):
     np.testing.assert_allclose(enc.kernel_mean_, mu)
     scores = (np.exp(-cdist(X, A, "sqeuclidean") / (2 * sigma)) - mu) @ enc.kernel_coef_
     np.testing.assert_allclose(enc.decision_function(X), scores, rtol=1e-4, atol=1e-4)
+
+
+class DenseResidue:
+    """A plain matrix with :class:`Residue`'s ``dot``, for the plain greedy loop."""
+
+    def __init__(self, M):
+        self.M = M
+
+    def dot(self, V):
+        return self.M @ V
+
+
+def test_ksh_keeps_the_better_of_the_spectral_and_the_relaxed_bit(blobs):
+    X, y = blobs
+    n_bits = 8
+    enc = KSHEncoder(n_bits, n_anchors=15, n_labeled=80, max_iter=3, random_state=4).fit(X, y)
+    rng = np.random.RandomState(4)
+    A = X[np.sort(rng.choice(len(X), 15, replace=False))]
+    lab = np.sort(rng.choice(len(X), 80, replace=False))
+    K = np.exp(-enc.gamma_ * cdist(X[lab], A, "sqeuclidean")) - enc.kernel_mean_
+    R = n_bits * np.where(y[lab][:, None] == y[lab][None], 1.0, -1.0)
+    kept = []
+    for k in range(n_bits):
+        a0 = spectral_init(K.T @ R @ K, K.T @ K, 80)
+        a1, _ = nesterov_descent(a0, K, DenseResidue(R), 3, 1e-2)
+        y0, y1 = np.where(K @ a0 > 0, 1.0, -1.0), np.where(K @ a1 > 0, 1.0, -1.0)
+        a, b = (a1, y1) if y1 @ R @ y1 > y0 @ R @ y0 else (a0, y0)
+        kept.append(a is a1)
+        a = a * np.sign(a @ enc.kernel_coef_[:, k])  # an eigenvector's sign is arbitrary
+        np.testing.assert_allclose(enc.kernel_coef_[:, k], a, rtol=1e-5, atol=1e-6)
+        R -= np.outer(b, b)
+    assert 0 < sum(kept) < n_bits  # both branches of the choice were taken
 
 
 def test_ksh_code_inner_products_separate_the_similar_pairs(digits_split):

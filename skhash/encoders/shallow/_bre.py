@@ -21,7 +21,7 @@ from ._kernels import (
 
 
 def sample_pairs(n_samples, n_pairs, rng):
-    """``n_pairs`` random partners ``j != i`` for every row ``i``: arrays ``(i, j)`` of ``n_samples · n_pairs``."""
+    """``n_pairs`` random partners ``j != i`` of every row ``i``: index arrays ``(i, j)``, ``n_samples · n_pairs`` long."""
     i = np.repeat(np.arange(n_samples), n_pairs)
     j = (i + rng.randint(1, n_samples, size=len(i))) % n_samples
     return i, j
@@ -249,7 +249,7 @@ class BREEncoder(AnchorKernelEncoder):
 
     # ------------------------------------------------------------------ kernel and targets
     def _kernel(self, Xs, distinct):
-        """The kernel of the training rows against the distinct landmarks, κ(x, x) and the kernel's parameters."""
+        """The kernel of the rows against the distinct landmarks, κ(x, x), and the kernel's parameters."""
         if self.kernel == "linear":
             mean = Xs.mean(axis=0)
             Xc = Xs - mean

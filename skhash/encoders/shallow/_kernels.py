@@ -160,18 +160,6 @@ def rbf_features(X, A, gamma, A_sq=None):
     return np.exp(D, out=D)
 
 
-def kernel_matrix(X, anchors, gamma, *, what):
-    """RBF features of every training row against the anchors, (n_samples, m) float64, read in chunks."""
-    n, m = X.shape[0], anchors.shape[0]
-    check_working_memory(8 * n * m, f"The kernel features of {n} rows against {m} anchors ({what})",
-                         "lower n_anchors or fit on a subsample of the rows.")
-    A_sq = np.einsum("ij,ij->i", anchors, anchors)
-    K = np.empty((n, m))
-    for start, chunk in iter_float_chunks(X):
-        K[start : start + len(chunk)] = rbf_features(chunk, anchors, gamma, A_sq)
-    return K
-
-
 def mean_squared_distance(X, anchors):
     """The mean of ``||x_i - a_j||²`` over all training rows ``i`` and anchors ``j`` (KSH's ``sigma``).
 
@@ -225,7 +213,7 @@ def sdh_features(X, anchors, anchor_rows, sigma):
 
 
 class Ridge:
-    """Ridge regressions ``(FᵀF + αI)⁻¹ Fᵀ T`` of many targets ``T`` on one design ``F``: one Cholesky factor."""
+    """Ridge regressions ``(FᵀF + αI)⁻¹ Fᵀ T`` of many targets ``T`` on one ``F``: one Cholesky factor."""
 
     def __init__(self, F, alpha):
         self.F = F
