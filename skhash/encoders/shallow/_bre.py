@@ -155,7 +155,8 @@ class BREEncoder(AnchorKernelEncoder):
     coef_, intercept_ : ndarray of shape (n_features, n_bits) and (n_bits,)
         With ``kernel="linear"``: the bits are ``(X @ coef_ + intercept_) > 0``.
     anchors_, gamma_, kernel_coef_, kernel_intercept_
-        With ``kernel="rbf"``: the distinct landmarks and the hash of :class:`AnchorKernelEncoder`.
+        With ``kernel="rbf"``: the distinct landmarks, ``1 / (2σ)``, and the weights placed per landmark;
+        the bits are ``exp(-gamma_ ||x - anchors_[j]||²) @ kernel_coef_ + kernel_intercept_ > 0``.
     objective_ : list of float
         ``½ Σ (d_M - d_R)²`` divided by the number of pairs, at the start and after every sweep.
     n_iter_ : int
