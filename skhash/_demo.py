@@ -106,10 +106,12 @@ def run(args):
     scores, separations = {}, {}
     for method in args.methods:
         name, encoder_class = display_name(method), get_encoder(method)
+        # Shallow encoders train in numpy and have no device parameter.
+        params = {"device": args.device} if "device" in encoder_class().get_params() else {}
         scores[name] = {}
         for n_bits in args.bits:
             start = time.perf_counter()
-            encoder = encoder_class(n_bits, device=args.device, random_state=0).fit(X_train, y_train)
+            encoder = encoder_class(n_bits, random_state=0, **params).fit(X_train, y_train)
             fit_s = time.perf_counter() - start
             codes = encoder.transform(X_test)
             indices, search_s = search_all_others(codes)

@@ -44,6 +44,16 @@ ENCODERS = (
                 "Binary autoencoder: linear-threshold encoder, linear decoder, trained by MAC (CVPR 2015)"),
     EncoderSpec("sign", "SignEncoder", "skhash.encoders.shallow._sign", "shallow", False,
                 "Sign of the features, one bit each (OrthoHash's R50-DELG-H)"),
+    EncoderSpec("itqcca", "ITQCCAEncoder", "skhash.encoders.shallow._itqcca", "shallow", True,
+                "ITQ-CCA: regularised CCA against the labels, then ITQ's rotation (CVPR 2011)"),
+    EncoderSpec("ksh", "KSHEncoder", "skhash.encoders.shallow._ksh", "shallow", True,
+                "KSH: kernel hash functions fitted bit by bit to the label similarity (CVPR 2012)"),
+    EncoderSpec("sdh", "SDHEncoder", "skhash.encoders.shallow._sdh", "shallow", True,
+                "SDH: discrete codes that classify the labels, and a kernel hash fitted to them (CVPR 2015)"),
+    EncoderSpec("fsdh", "FSDHEncoder", "skhash.encoders.shallow._fsdh", "shallow", True,
+                "FSDH: SDH with labels regressed onto the codes, a closed-form discrete step (TPAMI 2018)"),
+    EncoderSpec("bre", "BREEncoder", "skhash.encoders.shallow._bre", "shallow", False,
+                "BRE: kernel hashes whose Hamming distances reconstruct distances, or labels (NIPS 2009)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")
