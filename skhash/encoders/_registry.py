@@ -26,6 +26,18 @@ ENCODERS = (
                 "CSQ: pull tanh codes to hash centres (CVPR 2020)"),
     EncoderSpec("greedyhash", "GreedyHashEncoder", "skhash.encoders._greedyhash", "deep-pointwise", True,
                 "GreedyHash: classify the signs, straight-through gradient (NeurIPS 2018)"),
+    EncoderSpec("ce", "CEEncoder", "skhash.encoders.pointwise._ce", "deep-pointwise", True,
+                "CE, CE+BN, CE+BiHalf: a classifier on the latent code (OrthoHash's baselines)"),
+    EncoderSpec("jmlh", "JMLHEncoder", "skhash.encoders.pointwise._jmlh", "deep-pointwise", True,
+                "JMLH: classify stochastic binary neurons, KL prior on the bits (ICCV-W 2019)"),
+    EncoderSpec("dpn", "DPNEncoder", "skhash.encoders.pointwise._dpn", "deep-pointwise", True,
+                "DPN: per-bit hinge past a margin of fixed class targets (IJCAI 2020)"),
+    EncoderSpec("sdhc", "SDHCEncoder", "skhash.encoders.pointwise._sdhc", "deep-pointwise", True,
+                "SDH-C: classifier on tanh codes with Deep Hashing's regularisers (CVPR 2015)"),
+    EncoderSpec("dcwh", "DCWHEncoder", "skhash.encoders.pointwise._dcwh", "deep-pointwise", True,
+                "DCWH: Gaussian class-wise cross-entropy to class-mean centres (TNNLS)"),
+    EncoderSpec("idcwh", "IDCWHEncoder", "skhash.encoders.pointwise._idcwh", "deep-pointwise", True,
+                "IDCWH: DCWH with learnable centres and centre-similarity learning (ICPR 2020)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")
