@@ -123,7 +123,7 @@ def multilabel_bce(logits, y, weighting="bce"):
         return bce.mean()
     with torch.no_grad():
         wrong = (torch.sigmoid(logits) >= IMBALANCE_THRESHOLD).to(y.dtype) != y
-        w = torch.where((y > 0) | wrong, 1.0, 1.0 / y.shape[1]).to(bce.dtype)
+        w = torch.full_like(bce, 1.0 / y.shape[1]).masked_fill_((y > 0) | wrong, 1.0)
     return (w * bce).sum() / w.sum()
 
 
