@@ -111,6 +111,14 @@ class CosineMarginCrossEntropy(torch.autograd.Function):
         return grad_v, None, None, None, None
 
 
+def fixed_targets(targets, n_classes, n_bits, rng):
+    """The ``±1`` class targets a ``targets`` parameter names: a :func:`~skhash.targets.make_targets`
+    method drawn from ``rng``, or a user array (checked)."""
+    if isinstance(targets, str):
+        return make_targets(n_classes, n_bits, targets, random_state=rng)
+    return check_targets(targets, n_classes, n_bits)
+
+
 def multilabel_bce(logits, y, weighting="bce"):
     """Binary cross-entropy of multi-label logits (supplementary D.4's "bce" and "imbalance" losses).
 
@@ -283,10 +291,7 @@ class OrthoHashEncoder(DeepHashEncoder):
         self.verbose = verbose
 
     def _prepare_classes(self, n_classes, rng):
-        if isinstance(self.targets, str):
-            self.targets_ = make_targets(n_classes, self.n_bits, self.targets, random_state=rng)
-        else:
-            self.targets_ = check_targets(self.targets, n_classes, self.n_bits)
+        self.targets_ = fixed_targets(self.targets, n_classes, self.n_bits, rng)
         self.scale_ = self._resolve_scale(n_classes)
 
     def _resolve_scale(self, n_classes):

@@ -6,9 +6,10 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ...targets import TARGET_METHODS, check_targets, make_targets
+from ...targets import TARGET_METHODS
 from .._deep import DeepHashEncoder
 from .._layers import init_default_linear
+from .._orthohash import fixed_targets
 
 
 def polarization_loss(v, targets, y, *, margin, multilabel=False):
@@ -108,10 +109,7 @@ class DPNEncoder(DeepHashEncoder):
         self.verbose = verbose
 
     def _prepare_classes(self, n_classes, rng):
-        if isinstance(self.targets, str):
-            self.targets_ = make_targets(n_classes, self.n_bits, self.targets, random_state=rng)
-        else:
-            self.targets_ = check_targets(self.targets, n_classes, self.n_bits)
+        self.targets_ = fixed_targets(self.targets, n_classes, self.n_bits, rng)
 
     def _build_latent(self, n_features):
         return torch.nn.Linear(n_features, self.n_bits, bias=False)
