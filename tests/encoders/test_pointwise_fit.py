@@ -364,3 +364,62 @@ def test_digits_orderings_of_table_1(digits_split):
     ce_bn = median_score(lambda r: CEEncoder(balance="bn", random_state=r, **common))
     ce = median_score(lambda r: CEEncoder(balance=None, random_state=r, **common))
     assert ortho >= ce_bn >= ce, (ortho, ce_bn, ce)
+
+
+# ---------------------------------------------------------------- GPU paths (run where CUDA is available)
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+GPU_CASES = {
+    "ce_bihalf": lambda: CEEncoder(balance="bihalf"),
+    "orthocos_bihalf": lambda: OrthoHashEncoder(balance="bihalf"),
+    "dpn": DPNEncoder,
+    "sdhc": SDHCEncoder,
+    "dcwh": DCWHEncoder,
+    "idcwh": IDCWHEncoder,
+}
+
+
+@cuda
+@pytest.mark.parametrize("name", list(GPU_CASES))
+def test_cuda_graph_path_equals_eager_path(name):
+    import skhash.encoders._loop as loop
+
+    X, y = _data(n=2048)
+
+    def fit(options):
+        enc = GPU_CASES[name]().set_params(n_bits=N_BITS, device="cuda", max_epochs=EPOCHS, batch_size=BATCH,
+                                           random_state=0)
+        enc.training_loop = options
+        return enc.fit(X, y)
+
+    fast = fit(loop.TrainingLoop(tf32=False))
+    eager = fit(loop.TrainingLoop(tf32=False, cuda_graph=False))
+    assert fast.device_.startswith("cuda")
+    np.testing.assert_allclose(fast.latent_weight_, eager.latent_weight_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fast.loss_curve_, eager.loss_curve_, rtol=1e-4)
+
+
+@cuda
+@pytest.mark.parametrize("cls", NEW)
+def test_cuda_fit_learns_like_the_cpu_fit(cls):
+    X, y = _data(n=2048)
+    gpu = cls(n_bits=32, device="cuda", max_epochs=20, random_state=0).fit(X, y)
+    cpu = cls(n_bits=32, device="cpu", max_epochs=20, random_state=0).fit(X, y)
+    assert gpu.device_.startswith("cuda")
+    assert abs(gpu.score(X, y) - cpu.score(X, y)) < 0.03
+    assert not any(isinstance(v, torch.Tensor) for v in vars(gpu).values())  # loads on a CPU-only machine
+
+
+@cuda
+def test_jmlh_trains_under_the_cuda_graph_with_seeded_noise():
+    import skhash.encoders._loop as loop
+
+    X, y = _data(n=2048)
+
+    def fit():
+        enc = JMLHEncoder(N_BITS, device="cuda", max_epochs=EPOCHS, batch_size=BATCH, random_state=0)
+        enc.training_loop = loop.TrainingLoop(tf32=False)
+        return enc.fit(X, y)
+
+    a, b = fit(), fit()
+    np.testing.assert_array_equal(a.coef_, b.coef_)  # the noise replayed by the graph is seeded
+    assert a.loss_curve_[-1] < a.loss_curve_[0]
