@@ -72,7 +72,9 @@ class DCWHEncoder(DeepHashEncoder):
     Zhe, Chen & Yan, "Deep Class-Wise Hashing: Semantics-Preserving Hashing via Class-wise Loss", IEEE
     TNNLS (arXiv 1803.04137). Fit cost per step: ``O(batch · n_bits · (n_features + n_classes))``, plus a
     pass over the training set every ``center_update`` epochs. Centres start as ``randn(n_classes,
-    n_bits)`` and the layer at torch's default ``Linear`` start (the public PyTorch code keeps it). Where
+    n_bits)`` (the public code) and the layer at torch's default ``Linear`` start; the reference's layer
+    start and the activation of its hash layer were not found: ``h`` is the plain affine output here, which
+    the cubic constraint keeps in ``[−1.1, 1.1]``. Where
     the paper and its public code (mzhang367/dcwh) disagree: the paper runs the cubic constraint
     (stage I) and then the vertex term (stage II); the code adds both at once with weights 10 and 0.01,
     which is followed here. The code divides both terms by the batch size once more than their means
