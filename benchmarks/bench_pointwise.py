@@ -146,7 +146,7 @@ def run_table(name, data, bits, seeds, rows, device):
     n_classes = len(np.unique(ytr))
     print(f"\n### {name}: {len(Xtr)} database x {Xtr.shape[1]} dims, {len(Xte)} queries, {n_classes} classes; "
           f"mAP@{min(TOP_K, len(Xtr))}, median of {len(seeds)} seed(s)\n")
-    print("| method | " + " | ".join(f"{b} bits" for b in bits) + " | fit s (64 bits) |")
+    print("| method | " + " | ".join(f"{b} bits" for b in bits) + f" | fit s ({max(bits)} bits) |")
     print("|---|" + "---:|" * len(bits) + "---:|")
     scores = defaultdict(dict)
     lsh = {b: np.median([retrieval_map(lsh_bits(Xtr, Xtr, b, s), lsh_bits(Xtr, Xte, b, s), ytr, yte) for s in seeds])
