@@ -161,7 +161,7 @@ def topk_baseline(db_pm1, q_pm1, k, n_bits, chunk):
 def run_cuda(args):
     import torch
 
-    from skhash import _search_gpu
+    from skhash._search import _gpu
 
     if not torch.cuda.is_available():
         sys.exit("--device cuda needs a CUDA GPU: torch.cuda.is_available() is False here.")
@@ -171,7 +171,7 @@ def run_cuda(args):
     queries = random_packed(rng, n_q, bits)
     print(
         f"GPU: {torch.cuda.get_device_name()}, n={n:,} codes, {bits} bits, {n_q:,} queries, k={k}, "
-        f"median of {args.repeats} runs; Triton kernel: {_search_gpu.triton_available()}\n"
+        f"median of {args.repeats} runs; Triton kernel: {_gpu.triton_available()}\n"
     )
     gpu = HammingNeighbors(n_neighbors=k, packed=True, device="cuda").fit(db)
     gpu.kneighbors(queries[:64])  # compile the kernel, upload the codes
@@ -187,15 +187,15 @@ def run_cuda(args):
         return n_q / statistics.median(times)
 
     ours = median_qps(lambda: gpu.kneighbors(queries))
-    index = gpu._gpu_index()
-    torch_only = _search_gpu.GpuIndex(db, gpu.n_bits_, "cuda", use_triton=False)
+    index = gpu._index  # the GpuIndex the searcher holds
+    torch_only = _gpu.GpuIndex(db, gpu.n_bits_, "cuda", use_triton=False)
     no_excl = np.full(n_q, -1)
     ours_torch = median_qps(lambda: torch_only.kneighbors(queries, k, no_excl))
     tiles = {}
     if index.use_triton:
         for tile in ((128, 64, 8), (64, 64, 4), (128, 64, 4), (128, 32, 4), (256, 64, 8), (128, 32, 8)):
             if tile != index.tile:
-                other = _search_gpu.GpuIndex(db, gpu.n_bits_, "cuda", tile=tile)
+                other = _gpu.GpuIndex(db, gpu.n_bits_, "cuda", tile=tile)
                 tiles[tile] = median_qps(lambda: other.kneighbors(queries, k, no_excl))
                 del other
     q_dev = index._queries(queries)

@@ -50,3 +50,59 @@ html_theme_options = {
     "secondary_sidebar_items": ["page-toc"],
 }
 html_sidebars = {"index": []}
+
+
+# --------------------------------------------------------------------------------------------------
+# The encoders' API list comes from the registry (skhash/encoders/_registry.py): adding a method to the
+# registry adds it to the docs, in its family's section.
+# --------------------------------------------------------------------------------------------------
+from docutils import nodes  # noqa: E402
+from docutils.parsers.rst import Directive  # noqa: E402
+from docutils.statemachine import StringList  # noqa: E402
+from sphinx.util.nodes import nested_parse_with_titles  # noqa: E402
+
+FAMILY_TITLES = {
+    "shallow": "Shallow methods (no torch)",
+    "deep-pointwise": "Deep pointwise and classwise methods",
+    "deep-pairwise": "Deep pairwise and triplet methods",
+    "unsupervised": "Deep methods without labels",
+}
+ENCODER_MEMBERS = ("fit", "transform", "decision_function", "score", "recalibrate")
+
+
+def _registry_lines(summary):
+    from skhash.encoders import get_encoder
+    from skhash.encoders._registry import ENCODERS, FAMILIES
+
+    lines = []
+    for family in FAMILIES:
+        specs = [s for s in ENCODERS if s.family == family]
+        if not specs:
+            continue
+        if summary:
+            lines += [f".. rubric:: {FAMILY_TITLES[family]}", "", ".. autosummary::", ""]
+            lines += [f"   {s.class_name}" for s in specs] + [""]
+            continue
+        title = FAMILY_TITLES[family]
+        lines += [title, "-" * len(title), ""]
+        for s in specs:
+            members = [m for m in ENCODER_MEMBERS if hasattr(get_encoder(s.name), m)]
+            lines += [f".. autoclass:: {s.class_name}", f"   :members: {', '.join(members)}", ""]
+    return lines
+
+
+class RegistryEncoders(Directive):
+    """``.. registry-encoders::`` (``:summary:`` for a table): every registered encoder, by family."""
+
+    option_spec = {"summary": lambda arg: True}
+
+    def run(self):
+        node = nodes.section()
+        node.document = self.state.document
+        lines = _registry_lines("summary" in self.options)
+        nested_parse_with_titles(self.state, StringList(lines, source="skhash registry"), node)
+        return node.children
+
+
+def setup(app):
+    app.add_directive("registry-encoders", RegistryEncoders)

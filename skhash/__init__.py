@@ -8,7 +8,7 @@ the registry (:mod:`skhash.encoders._registry`).
 import importlib
 
 from ._validation import InputError
-from .encoders._registry import ENCODERS
+from .encoders import _registry
 
 __version__ = "0.1.0"
 
@@ -23,9 +23,8 @@ _LAZY = {
     "load_revisitop": "skhash.datasets",
     "read_gldv2_solution": "skhash.datasets",
 }
-_LAZY.update({spec.class_name: spec.module for spec in ENCODERS})
 
-__all__ = [spec.class_name for spec in ENCODERS] + [
+__all__ = [spec.class_name for spec in _registry.ENCODERS] + [
     "HammingNeighbors",
     "pack_bits",
     "unpack_bits",
@@ -40,12 +39,10 @@ __all__ = [spec.class_name for spec in ENCODERS] + [
 
 
 def __getattr__(name):
-    module = _LAZY.get(name)
+    module = _LAZY.get(name) or next((s.module for s in _registry.ENCODERS if s.class_name == name), None)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+    return getattr(importlib.import_module(module), name)
 
 
 def __dir__():

@@ -1,15 +1,17 @@
-"""``skhash demo``: OrthoHash, CSQ and GreedyHash on scikit-learn's handwritten digits, searched by Hamming
+"""``skhash demo``: the registered encoders on scikit-learn's handwritten digits, searched by Hamming
 distance, with a table of fit time, search time and mAP@all, and a picture.
 
 Protocol: a 70/30 stratified split (``random_state=0``), ``StandardScaler`` fitted on the training rows,
 each encoder fitted with its default parameters and ``random_state=0``; every test row queries all the
 other test rows with :class:`skhash.neighbors.HammingNeighbors` (ties broken by index) and
-:func:`skhash.metrics.mean_average_precision` scores the rankings (mAP@all).
+:func:`skhash.metrics.mean_average_precision` scores the rankings (mAP@all). The methods are those of
+the encoder registry (:mod:`skhash.encoders._registry`).
 """
 
 import time
 
-METHODS = ("orthohash", "csq", "greedyhash")
+from .encoders._registry import encoder_names, encoder_spec, get_encoder
+
 DEFAULT_OUT = "skhash-demo.png"
 
 
@@ -21,17 +23,15 @@ def add_arguments(parser):
         "--device", default="auto", help="where to train: cpu, cuda, cuda:N or auto (default)"
     )
     parser.add_argument(
-        "--methods", nargs="+", choices=METHODS, default=list(METHODS), help="encoders (default: all)"
+        "--methods", nargs="+", choices=encoder_names(), default=encoder_names(), help="encoders (default: all)"
     )
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"the picture's path (default: ./{DEFAULT_OUT})")
     parser.add_argument("--no-plot", action="store_true", help="print the table only; write no picture")
 
 
-def _encoders():
-    from .encoders import CSQEncoder, GreedyHashEncoder, OrthoHashEncoder
-
-    return {"orthohash": ("OrthoHash", OrthoHashEncoder), "csq": ("CSQ", CSQEncoder),
-            "greedyhash": ("GreedyHash", GreedyHashEncoder)}
+def display_name(method):
+    """The name a method's row and picture carry: its class name without "Encoder" (``"OrthoHash"``)."""
+    return encoder_spec(method).class_name.removesuffix("Encoder")
 
 
 def _matplotlib_available():
@@ -85,7 +85,7 @@ def write_picture(path, separations, scores, n_bits):
 
 
 def run(args):
-    from .encoders._base import resolve_device
+    from ._validation import resolve_device
     from .metrics import hamming_separability, mean_average_precision
 
     total_start = time.perf_counter()
@@ -102,11 +102,10 @@ def run(args):
     header = f"{'method':<12}{'bits':>6}{'fit s':>9}{'search ms':>11}{'mAP@all':>10}"
     print(header)
     print("-" * len(header))
-    encoders = _encoders()
     widest = max(args.bits)
     scores, separations = {}, {}
     for method in args.methods:
-        name, encoder_class = encoders[method]
+        name, encoder_class = display_name(method), get_encoder(method)
         scores[name] = {}
         for n_bits in args.bits:
             start = time.perf_counter()

@@ -9,25 +9,27 @@ left out when the file holds one) or from a ``.npy`` file, and streams large inp
     skhash search --db db_codes.h5 --queries q_codes.h5 -k 100 --out ranks.h5
     skhash evaluate --ranks ranks.h5 --revisitop gnd_roxford5k.pkl
 
-Mistakes in the inputs (a missing file or key, a shape that does not fit) end the command with a
-one-line message on stderr and exit status 1. Model files are joblib pickles, and loading a pickle can
-run code: load only models you made or trust, as with scikit-learn.
+The command only parses arguments, reads inputs, calls the library and writes outputs: the files go
+through :mod:`skhash.io`, the methods come from the encoder registry, and the library checks its
+inputs. A mistake in the inputs (a missing file or key, a shape that does not fit) reaches the command
+as the library's :class:`~skhash._validation.InputError` and ends it with a one-line message on stderr
+and exit status 1; any other exception is a bug and shows its traceback. Model files are joblib
+pickles, and loading a pickle can run code: load only models you made or trust, as with scikit-learn.
 """
 
 import argparse
 import json
 import os
-import pickle
 import sys
 import time
 
+from sklearn.utils._param_validation import InvalidParameterError
+
+from ._validation import InputError, check_positive_int
+from .encoders._registry import encoder_names, get_encoder
+
 EXIT_INPUT_ERROR = 1
-METHODS = ("orthohash", "csq", "greedyhash")
 SPEC_HELP = "FILE.h5[:KEY] or FILE.npy"
-
-
-class InputError(Exception):
-    """A mistake in what the user passed: reported as one line, without a traceback."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -35,60 +37,11 @@ class InputError(Exception):
 # --------------------------------------------------------------------------------------------------
 
 
-def _open_features(spec, what="--features"):
-    """Features that stream: an h5py data set, or a memory-mapped .npy marked for row-chunk reading."""
-    import numpy as np
-
-    from .datasets import open_h5
-    from .encoders._data import StreamedRows
-
-    X = open_h5(spec)
-    if len(X.shape) != 2:
-        raise InputError(f"{what} {spec}: features must be 2-D (n_samples, n_features), got shape {X.shape}.")
-    if X.shape[0] == 0:
-        raise InputError(f"{what} {spec}: holds no rows.")
-    return StreamedRows(X) if isinstance(X, np.ndarray) else X
-
-
-def _read_labels(spec, what="--labels"):
-    import numpy as np
-
-    from .datasets import open_h5
-
-    y = np.asarray(open_h5(spec)[...])
-    if y.ndim not in (1, 2):
-        raise InputError(
-            f"{what} {spec}: labels must be 1-D, or a 2-D 0/1 indicator matrix; got shape {y.shape}."
-        )
-    if y.dtype.kind in "SO":  # h5py returns strings as bytes
-        text = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in y.reshape(-1)]
-        y = np.array(text).reshape(y.shape)
-    return y
-
-
-def _read_ids(spec, what):
-    """Image ids, one per row: an HDF5 / .npy string array, or a text file with one id per line."""
-    import numpy as np
-
-    path = os.fspath(spec)
-    if path.endswith((".txt", ".csv", ".lst")):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{what}: id list not found: {path!r}.")
-        with open(path, encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
-    ids = np.asarray(_read_labels(spec, what))
-    if ids.ndim != 1:
-        raise InputError(f"{what} {spec}: ids must be 1-D, one per row, got shape {ids.shape}.")
-    return [str(v) for v in ids]
-
-
 def _load_model(path):
     import joblib
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"model file not found: {path!r}; make one with 'skhash fit ... --out {path}'."
-        )
+        raise InputError(f"model file not found: {path!r}; make one with 'skhash fit ... --out {path}'.")
     try:
         model = joblib.load(path)
     except Exception as exc:  # a foreign or truncated file fails in many ways (KeyError 72 for an HDF5 file)
@@ -100,12 +53,6 @@ def _load_model(path):
             "'skhash fit'."
         )
     return model
-
-
-def _check_out_dir(path, what="--out"):
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(f"{what} {path}: the folder {parent!r} does not exist.")
 
 
 def _say(args, message):
@@ -121,13 +68,7 @@ def _say(args, message):
 def _epochs(value):
     if value == "auto":
         return value
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {value!r}")
-    return n
+    return _positive_int(value, "a positive integer or 'auto'")
 
 
 def _scale(value):
@@ -139,40 +80,59 @@ def _scale(value):
         raise argparse.ArgumentTypeError(f"must be a positive number or 'auto', got {value!r}") from None
 
 
-def _make_encoder(args):
-    """The encoder the ``fit`` arguments describe."""
-    from . import CSQEncoder, GreedyHashEncoder, OrthoHashEncoder
+# The flags of ``fit`` that set an encoder parameter when given: (flag, attribute of args, parameter).
+# Left out, the method's own default applies (device excepted: the command trains where it can).
+ENCODER_FLAGS = (
+    ("--bits", "bits", "n_bits"),
+    ("--margin", "margin", "margin"),
+    ("--scale", "scale", "scale"),
+    ("--epochs", "epochs", "max_epochs"),
+    ("--device", "device", "device"),
+    ("--batch-size", "batch_size", "batch_size"),
+    ("--random-state", "random_state", "random_state"),
+)
+DEFAULT_DEVICE = "auto"
 
-    common = dict(
-        n_bits=args.bits,
-        device=args.device,
-        batch_size=args.batch_size,
-        max_epochs=args.epochs,
-        random_state=args.random_state,
-        verbose=0 if args.quiet else 1,
-    )
-    if args.method != "orthohash":
-        given = [
-            flag for flag, value in (("--margin", args.margin), ("--scale", args.scale)) if value is not None
-        ]
-        if given:
-            verb = "applies" if len(given) == 1 else "apply"
-            raise InputError(f"{' and '.join(given)} {verb} to --method orthohash only, not {args.method}.")
-        return (CSQEncoder if args.method == "csq" else GreedyHashEncoder)(**common)
-    extra = {}
-    if args.margin is not None:
-        extra["margin"] = args.margin
-    if args.scale is not None:
-        extra["scale"] = args.scale
-    return OrthoHashEncoder(**common, **extra)
+
+def _parameter_names(method):
+    return set(get_encoder(method)().get_params())
+
+
+def _make_encoder(args):
+    """The encoder the ``fit`` arguments describe: the registered method with the parameters given."""
+    accepted = _parameter_names(args.method)
+    given = [(flag, param, getattr(args, dest)) for flag, dest, param in ENCODER_FLAGS]
+    given = [(flag, param, value) for flag, param, value in given if value is not None]
+    refused = [(flag, param) for flag, param, _ in given if param not in accepted]
+    if refused:
+        raise InputError(_flags_refused(refused, args.method))
+    params = {param: value for _, param, value in given}
+    if "device" in accepted:
+        params.setdefault("device", DEFAULT_DEVICE)
+    if "verbose" in accepted:
+        params["verbose"] = 0 if args.quiet else 1
+    return get_encoder(args.method)(**params)
+
+
+def _flags_refused(refused, method):
+    """The message for flags that set parameters ``method`` does not have: which methods have them."""
+    flags = " and ".join(flag for flag, _ in refused)
+    verb = "applies" if len(refused) == 1 else "apply"
+    wanted = {param for _, param in refused}
+    takers = [name for name in encoder_names() if wanted <= _parameter_names(name)]
+    if not takers:
+        return f"{flags} {verb} to no method; leave {'it' if len(refused) == 1 else 'them'} out."
+    return f"{flags} {verb} to --method {' or '.join(takers)} only, not {method}."
 
 
 def cmd_fit(args):
     import joblib
 
-    _check_out_dir(args.out)
-    X = _open_features(args.features)
-    y = _read_labels(args.labels)
+    from .io import check_output_folder, open_features, read_labels
+
+    check_output_folder(args.out, name="--out")
+    X = open_features(args.features, name="--features")
+    y = read_labels(args.labels, name="--labels")
     if len(y) != X.shape[0]:
         raise InputError(
             f"--features has {X.shape[0]} rows but --labels has {len(y)}; they must describe the same "
@@ -180,7 +140,8 @@ def cmd_fit(args):
         )
     encoder = _make_encoder(args)
     _say(
-        args, f"fitting {type(encoder).__name__} ({args.bits} bits) on {X.shape[0]:,} x {X.shape[1]} features"
+        args,
+        f"fitting {type(encoder).__name__} ({encoder.n_bits} bits) on {X.shape[0]:,} x {X.shape[1]} features",
     )
     start = time.perf_counter()
     encoder.fit(X, y)
@@ -198,7 +159,7 @@ def _progress_rows(X, desc, args):
     """``X`` wrapped so that reading it advances a progress bar; returns ``(X, bar)``."""
     from tqdm.auto import tqdm
 
-    from .encoders._data import StreamedRows
+    from ._streaming import StreamedRows
 
     bar = tqdm(total=X.shape[0], desc=desc, unit="rows", unit_scale=True, disable=args.quiet)
     return StreamedRows(X, on_read=bar.update), bar
@@ -207,22 +168,22 @@ def _progress_rows(X, desc, args):
 def cmd_encode(args):
     import joblib
 
-    from .datasets import split_spec, write_codes
+    from .io import check_output_folder, open_features, split_spec, write_codes
 
     model = _load_model(args.model)
-    X = _open_features(args.features)
+    X = open_features(args.features, name="--features")
     _check_features_width(model, X, "--features")
     out_path, out_key = split_spec(args.out)
-    _check_out_dir(out_path)
+    check_output_folder(out_path, name="--out")
     if args.recalibrate is not None:
         source_spec = args.features if args.recalibrate is True else args.recalibrate
-        source = X if args.recalibrate is True else _open_features(args.recalibrate, "--recalibrate")
+        source = X if args.recalibrate is True else open_features(args.recalibrate, name="--recalibrate")
         _check_features_width(model, source, "--recalibrate")
         rows, bar = _progress_rows(source, "recalibrate", args)
         with bar:
             model.recalibrate(rows)
         if args.save_model:
-            _check_out_dir(args.save_model, "--save-model")
+            check_output_folder(args.save_model, name="--save-model")
             joblib.dump(model, args.save_model)
     elif args.save_model:
         raise InputError("--save-model saves a recalibrated model; pass --recalibrate too.")
@@ -277,11 +238,9 @@ def _check_features_width(model, X, what):
 
 
 def cmd_search(args):
-    import h5py
+    from .io import check_output_folder, read_codes, write_rankings
 
-    from .datasets import read_codes
-
-    _check_out_dir(args.out)
+    check_output_folder(args.out, name="--out")
     db, db_bits = read_codes(args.db)
     if args.queries is not None:
         queries, q_bits = read_codes(args.queries)
@@ -303,21 +262,13 @@ def cmd_search(args):
             distances, indices = _search_on_dask(args, client, k, None if args.queries is None else queries)
         else:
             distances, indices = _search_here(args, db, k, None if args.queries is None else queries)
-    with h5py.File(args.out, "a") as f:
-        for name, value in (("indices", indices), ("distances", distances)):
-            if name in f:
-                del f[name]
-            f.create_dataset(name, data=value)
-        f.attrs["k"] = k
-        f.attrs["n_bits"] = db_bits
-        f.attrs["db"] = str(args.db)
-        f.attrs["queries"] = "" if args.queries is None else str(args.queries)
+    attrs = {"n_bits": db_bits, "db": str(args.db), "queries": "" if args.queries is None else str(args.queries)}
+    write_rankings(args.out, distances, indices, attrs=attrs, overwrite=True)
     _say(args, f"wrote the top {k} of {indices.shape[0]:,} queries to {args.out}")
     return 0
 
 
 def _search_here(args, db, k, queries):
-    import numpy as np
     from tqdm.auto import tqdm
 
     from .neighbors import HammingNeighbors
@@ -326,15 +277,11 @@ def _search_here(args, db, k, queries):
     if queries is None:
         _say(args, f"searching {db.shape[0]:,} codes against each other")
         return nn.kneighbors()
-    n_q = queries.shape[0]
-    distances = np.empty((n_q, k), np.int32)
-    indices = np.empty((n_q, k), np.int64)
-    with tqdm(total=n_q, desc="search", unit="queries", unit_scale=True, disable=args.quiet) as bar:
-        for start in range(0, n_q, args.chunk_rows):
-            stop = min(n_q, start + args.chunk_rows)
-            distances[start:stop], indices[start:stop] = nn.kneighbors(queries[start:stop])
-            bar.update(stop - start)
-    return distances, indices
+    # One call: the searcher cuts the queries into blocks itself, so the bar can only mark the end.
+    with tqdm(total=len(queries), desc="search", unit="queries", unit_scale=True, disable=args.quiet) as bar:
+        result = nn.kneighbors(queries)
+        bar.update(len(queries))
+    return result
 
 
 def _search_on_dask(args, client, k, queries):
@@ -380,38 +327,17 @@ def _add_dask_options(p):
 # --------------------------------------------------------------------------------------------------
 
 
-def _read_ranks(path):
-    import h5py
-    import numpy as np
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"rankings not found: {path!r}; make them with 'skhash search ... --out {path}'."
-        )
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: not an HDF5 file of rankings ({exc}).") from exc
-    with f:
-        if "indices" not in f:
-            raise InputError(
-                f"{path}: no 'indices' data set (found {sorted(f)}); make it with 'skhash search'."
-            )
-        indices = np.asarray(f["indices"][...])
-        distances = np.asarray(f["distances"][...]) if "distances" in f else None
-    if indices.ndim != 2:
-        raise InputError(f"{path}: 'indices' must be 2-D (n_queries, k), got shape {indices.shape}.")
-    return indices, distances
-
-
 def evaluate(indices, args):
     """Scores of ``indices`` under the protocol ``args`` names, as a dict of name -> float."""
     from . import metrics
     from .datasets import load_revisitop, read_gldv2_solution
+    from .io import read_ids, read_labels
 
+    # The metrics check the rankings against the ground truth; what is checked here they cannot see:
+    # the command's defaults and the sizes of the files they come from.
     if args.labels is not None:
-        y_db = _read_labels(args.labels)
-        y_q = y_db if args.query_labels is None else _read_labels(args.query_labels, "--query-labels")
+        y_db = read_labels(args.labels, name="--labels")
+        y_q = y_db if args.query_labels is None else read_labels(args.query_labels, name="--query-labels")
         if len(y_q) != indices.shape[0]:
             hint = (
                 " (without --query-labels the queries are the database itself)"
@@ -421,19 +347,10 @@ def evaluate(indices, args):
             raise InputError(
                 f"the rankings hold {indices.shape[0]} queries but the query labels {len(y_q)}{hint}."
             )
-        if indices.size and indices.max() >= len(y_db):
-            raise InputError(
-                f"the rankings name database row {indices.max()}, but --labels has {len(y_db)} rows; pass "
-                "the database's labels."
-            )
         k = indices.shape[1] if args.at is None else args.at
         return {f"mAP@{k}": metrics.mean_average_precision(y_q, y_db, indices, k=k)}
     if args.revisitop is not None:
         gnd = load_revisitop(args.revisitop)
-        if gnd.n_queries != indices.shape[0]:
-            raise InputError(
-                f"{args.revisitop} has {gnd.n_queries} queries but the rankings hold {indices.shape[0]}."
-            )
         if indices.size and indices.max() >= gnd.n_db:
             raise InputError(
                 f"the rankings name database row {indices.max()}, but {args.revisitop} has {gnd.n_db}."
@@ -449,8 +366,8 @@ def evaluate(indices, args):
         raise InputError(
             "--gldv2 needs --index-ids and --query-ids: the image ids of the database and query rows."
         )
-    index_ids = _read_ids(args.index_ids, "--index-ids")
-    query_ids = _read_ids(args.query_ids, "--query-ids")
+    index_ids = read_ids(args.index_ids, name="--index-ids")
+    query_ids = read_ids(args.query_ids, name="--query-ids")
     if len(query_ids) != indices.shape[0]:
         raise InputError(
             f"--query-ids has {len(query_ids)} ids but the rankings hold {indices.shape[0]} queries."
@@ -461,7 +378,9 @@ def evaluate(indices, args):
 
 
 def cmd_evaluate(args):
-    indices, _ = _read_ranks(args.ranks)
+    from .io import read_rankings
+
+    _, indices = read_rankings(args.ranks)
     scores = evaluate(indices, args)
     if args.json:
         print(json.dumps(scores))
@@ -488,9 +407,10 @@ def _add_fit(sub):
         "--labels", required=True, metavar="SPEC", help=f"their labels (1-D, or a 0/1 matrix), {SPEC_HELP}"
     )
     p.add_argument(
-        "--method", choices=METHODS, default="orthohash", help="hashing method (default: orthohash)"
+        "--method", choices=encoder_names(), default="orthohash", help="hashing method (default: orthohash)"
     )
-    p.add_argument("--bits", type=int, default=64, help="code length (default: 64)")
+    # The method's own defaults apply to what is left out; the numbers in the help are orthohash's.
+    p.add_argument("--bits", type=int, default=None, help="code length (default: the method's, 64)")
     p.add_argument("--margin", type=float, default=None, help="OrthoHash cosine margin m (default: 0.2)")
     p.add_argument(
         "--scale",
@@ -501,11 +421,13 @@ def _add_fit(sub):
     p.add_argument(
         "--epochs",
         type=_epochs,
-        default="auto",
-        help="passes over the data, or 'auto' (default: 10, more on small data)",
+        default=None,
+        help="passes over the data, or 'auto' (default: the method's, 'auto': 10, more on small data)",
     )
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--batch-size", type=int, default=256, help="samples per optimiser step (default: 256)")
+    p.add_argument("--device", default=None, help=f"cpu, cuda, cuda:N or auto (default: {DEFAULT_DEVICE})")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="samples per optimiser step (default: the method's, 256)"
+    )
     p.add_argument("--random-state", type=int, default=None, help="seed, for a reproducible model")
     p.add_argument("--out", required=True, metavar="MODEL", help="where to save the model (joblib)")
     p.set_defaults(func=cmd_fit)
@@ -569,7 +491,10 @@ def _add_search(sub):
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--n-jobs", type=int, default=None, help="CPU threads (default: all)")
     p.add_argument(
-        "--chunk-rows", type=_positive_int, default=16_384, help="queries per step (default: 16384)"
+        "--chunk-rows",
+        type=_positive_int,
+        default=16_384,
+        help="with --scheduler/--local-cluster: queries sent to the shards at once (default: 16384)",
     )
     _add_dask_options(p)
     p.set_defaults(func=cmd_search)
@@ -606,14 +531,12 @@ def _add_evaluate(sub):
     return p
 
 
-def _positive_int(value):
+def _positive_int(value, what="a positive integer"):
+    """argparse's type for counts: the library's positive-integer check, reported as argparse does."""
     try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
-    return n
+        return check_positive_int(int(value), "value")
+    except ValueError:  # not an integer, or not positive (InputError is a ValueError)
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value!r}") from None
 
 
 def build_parser():
@@ -637,19 +560,13 @@ def build_parser():
     return parser
 
 
-def _message(exc):
-    # str(KeyError) quotes its message; the message itself is what the user should read.
-    return exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        return args.func(args)
     try:
         return args.func(args)
-    except (InputError, FileNotFoundError, KeyError, ValueError, OSError, pickle.UnpicklingError) as exc:
-        print(f"skhash {args.command}: error: {_message(exc)}", file=sys.stderr)
+    # Mistakes in the input, as the library reports them. Anything else is a bug: it keeps its traceback.
+    except (InputError, InvalidParameterError) as exc:
+        print(f"skhash {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
 
 

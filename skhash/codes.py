@@ -7,11 +7,20 @@ want machine words use :func:`pack_words`, which pads the packed bytes to whole 
 padding bits are zero in every code, so they never add to a Hamming distance.
 """
 
-import numbers
-
 import numpy as np
 
-__all__ = ["to_bits", "pack_bits", "unpack_bits", "pack_words", "n_bytes", "n_words", "hamming_distances"]
+from ._validation import InputError, check_array, check_positive_int, validate_data
+
+__all__ = [
+    "check_codes",
+    "to_bits",
+    "pack_bits",
+    "unpack_bits",
+    "pack_words",
+    "n_bytes",
+    "n_words",
+    "hamming_distances",
+]
 
 _POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
@@ -41,6 +50,11 @@ def to_bits(codes, *, name="codes"):
     -------
     bits : ndarray of shape (n_samples, n_bits), dtype uint8
 
+    Raises
+    ------
+    InputError
+        As :func:`check_codes` says (uint8 values above 1 are packed bytes, never read as bits).
+
     Examples
     --------
     >>> from skhash.codes import to_bits
@@ -48,21 +62,7 @@ def to_bits(codes, *, name="codes"):
     array([[0, 1, 0],
            [1, 0, 1]], dtype=uint8)
     """
-    arr = np.asarray(codes)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"{name} must be numeric or boolean, got dtype {arr.dtype}.")
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2-D array (n_samples, n_bits), got shape {arr.shape}. "
-            "Reshape a single code with codes.reshape(1, -1)."
-        )
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 bits per code; need at least 1.")
-    if np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinity; a code's bits are the signs of finite values.")
-    if arr.dtype == np.uint8 and arr.size and arr.max() <= 1:
-        return np.ascontiguousarray(arr)
-    return (arr > 0).astype(np.uint8)
+    return _checked(codes, packed=False, input_name=name)
 
 
 def pack_bits(codes):
@@ -89,20 +89,129 @@ def pack_bits(codes):
     return np.packbits(to_bits(codes), axis=1)
 
 
+class _CodeTypeError(InputError, TypeError):
+    """Codes of a dtype that cannot be what was asked for: a TypeError, and skhash's input error."""
+
+
+def _checked(
+    codes, *, packed, n_bits=None, input_name="codes", estimator=None, reset=None, ensure_min_samples=0
+):
+    """The one code-input check: ``codes`` validated, as {0, 1} bits or as packed bytes.
+
+    scikit-learn's ``check_array`` does the general part (dense, 2-D, numeric, not complex, finite, at
+    least ``ensure_min_samples`` rows and one column, with its own messages), through ``validate_data``
+    when the width is an estimator's (``reset``); what is particular to codes follows it. Packed bytes
+    are never read as bits: bits given as uint8 must be 0 or 1.
+    """
+    if n_bits is not None:
+        n_bits = _check_n_bits(n_bits)
+    # Packed input keeps its dtype so that anything but uint8 is refused, not converted.
+    params = dict(dtype=None if packed else "numeric", ensure_min_samples=ensure_min_samples)
+    if reset is None:
+        arr = check_array(codes, estimator=estimator, input_name=input_name, **params)
+    else:
+        arr = validate_data(estimator, codes, reset=reset, **params)
+        input_name = "X"  # as scikit-learn's messages call an estimator's input
+    if packed:
+        if arr.dtype != np.uint8:
+            raise _CodeTypeError(
+                f"{input_name}: packed codes must be uint8 bytes as np.packbits makes them, got dtype "
+                f"{arr.dtype}. Pass unpacked bits instead, or pack them with skhash.codes.pack_bits."
+            )
+        if n_bits is not None and arr.shape[1] != n_bytes(n_bits):
+            raise InputError(
+                f"{input_name}: packed codes have {arr.shape[1]} bytes per code, but {n_bits} bits need "
+                f"{n_bytes(n_bits)} bytes."
+            )
+        return np.ascontiguousarray(arr)
+    if n_bits is not None and arr.shape[1] != n_bits:
+        raise InputError(f"{input_name} has {arr.shape[1]} bits per code, but {n_bits} were expected.")
+    if arr.dtype == np.uint8:
+        if arr.size and arr.max() > 1:
+            raise InputError(
+                f"{input_name} is uint8 with values above 1: that looks like packed bytes (np.packbits "
+                "layout), which are never read as bits. Pass bits in {0, 1}, or the bytes as packed codes "
+                "(packed=True; skhash.codes.unpack_bits turns them into bits)."
+            )
+        return np.ascontiguousarray(arr)
+    return (arr > 0).astype(np.uint8)
+
+
+def check_codes(
+    codes, *, packed=False, n_bits=None, input_name="codes", estimator=None, reset=None, ensure_min_samples=1
+):
+    """Validate binary codes and return them packed: the check every code input of skhash goes through.
+
+    scikit-learn's :func:`~sklearn.utils.check_array` does the general part, with its own messages:
+    dense, 2-D, numeric (object arrays of numbers are converted, complex data is refused), finite, at
+    least ``ensure_min_samples`` codes and one column. Then the rules of codes: unpacked codes are bits
+    (``bit = 1`` where the value is ``> 0``), except that uint8 values must be 0 or 1, because uint8
+    above 1 is what packed bytes look like and packed bytes are never read as bits; packed codes must
+    be uint8 bytes as :func:`numpy.packbits` makes them.
+
+    Parameters
+    ----------
+    codes : array-like of shape (n_samples, n_bits) or (n_samples, n_bytes)
+        Bits (``{0, 1}`` integers, booleans, ``±1`` or continuous values), or packed bytes.
+    packed : bool, default=False
+        ``codes`` are packed bytes.
+    n_bits : int, default=None
+        Bits per code, if known: the width must match it. ``None`` takes the width as given (8 bits
+        per byte for packed codes).
+    input_name : str, default="codes"
+        What the array is called in error messages.
+    estimator : estimator instance, default=None
+        Named in scikit-learn's messages.
+    reset : bool, default=None
+        With an ``estimator``, the width is the estimator's business, as in scikit-learn's
+        ``validate_data``: ``True`` (fitting) records it as ``n_features_in_`` (and feature names),
+        ``False`` checks it against the recorded one ("X has 5 features, but ... is expecting 8
+        features as input."). ``None`` does neither. The input is then called ``X``.
+    ensure_min_samples : int, default=1
+        Fewest codes accepted.
+
+    Returns
+    -------
+    packed : ndarray of shape (n_samples, ceil(n_bits / 8)), dtype uint8, C-contiguous
+        The codes as :func:`pack_bits` makes them.
+    n_bits : int
+        Bits per code.
+
+    Raises
+    ------
+    skhash._validation.InputError
+        Bad codes (a ValueError; a TypeError as well when the dtype cannot hold codes of the kind asked
+        for).
+
+    Examples
+    --------
+    >>> from skhash.codes import check_codes
+    >>> packed, n_bits = check_codes([[1, 0, 0, 0, 0, 0, 0, 1, 1]])
+    >>> packed, n_bits
+    (array([[129, 128]], dtype=uint8), 9)
+    >>> check_codes(packed, packed=True, n_bits=9)[1]
+    9
+    >>> check_codes(packed)
+    Traceback (most recent call last):
+    ...
+    skhash._validation.InputError: codes is uint8 with values above 1: that looks like packed bytes ...
+    """
+    arr = _checked(
+        codes,
+        packed=packed,
+        n_bits=n_bits,
+        input_name=input_name,
+        estimator=estimator,
+        reset=reset,
+        ensure_min_samples=ensure_min_samples,
+    )
+    if packed:
+        return arr, 8 * arr.shape[1] if n_bits is None else int(n_bits)
+    return np.packbits(arr, axis=1), arr.shape[1]
+
+
 def _check_packed(packed, n_bits=None, *, name="packed codes"):
-    arr = np.asarray(packed)
-    if arr.dtype != np.uint8:
-        raise TypeError(
-            f"{name} must be uint8 bytes as np.packbits makes them, got dtype {arr.dtype}. "
-            "Pass unpacked bits instead, or pack them with skhash.codes.pack_bits."
-        )
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_bytes), got shape {arr.shape}.")
-    if n_bits is not None and arr.shape[1] != n_bytes(n_bits):
-        raise ValueError(
-            f"{name} have {arr.shape[1]} bytes per code, but {n_bits} bits need {n_bytes(n_bits)} bytes."
-        )
-    return np.ascontiguousarray(arr)
+    return _checked(packed, packed=True, n_bits=n_bits, input_name=name)
 
 
 def unpack_bits(packed, n_bits=None):
@@ -118,11 +227,8 @@ def unpack_bits(packed, n_bits=None):
     -------
     bits : ndarray of shape (n_samples, n_bits), dtype uint8
     """
-    arr = _check_packed(packed)
-    if n_bits is None:
-        n_bits = 8 * arr.shape[1]
-    _check_packed(arr, n_bits)
-    return np.unpackbits(arr, axis=1, count=int(n_bits))
+    arr = _check_packed(packed, n_bits)
+    return np.unpackbits(arr, axis=1, count=8 * arr.shape[1] if n_bits is None else int(n_bits))
 
 
 def pack_words(packed, n_bits=None):
@@ -141,11 +247,15 @@ def pack_words(packed, n_bits=None):
     -------
     words : ndarray of shape (n_samples, ceil(n_bytes / 8)), dtype uint64, C-contiguous
     """
-    arr = _check_packed(packed, n_bits)
-    n, nb = arr.shape
+    return _words(_check_packed(packed, n_bits))
+
+
+def _words(packed):
+    """:func:`pack_words` of bytes already checked (the search's per-call path checks its input once)."""
+    n, nb = packed.shape
     width = 8 * ((nb + 7) // 8)
     out = np.zeros((n, width), dtype=np.uint8)
-    out[:, :nb] = arr
+    out[:, :nb] = packed
     return out.view(np.uint64)
 
 
@@ -186,6 +296,5 @@ def hamming_distances(a, b=None):
 
 
 def _check_n_bits(n_bits, name="n_bits"):
-    if not isinstance(n_bits, numbers.Integral) or isinstance(n_bits, bool) or n_bits <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {n_bits!r}.")
-    return int(n_bits)
+    """A code length: a positive integer (``_validation``'s check, named for codes)."""
+    return check_positive_int(n_bits, name)

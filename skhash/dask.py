@@ -1,6 +1,6 @@
 """Run skhash on Dask: encode descriptors block by block and search codes sharded over workers.
 
-Install with ``pip install skhash[dask]``. Nothing here is home-made distribution: encoding is a
+Install with ``pip install scikit-hash[dask]``. Nothing here is home-made distribution: encoding is a
 ``map_blocks`` over a :mod:`dask.array`, sharded search is futures on a :class:`distributed.Client`.
 A :class:`~distributed.LocalCluster` is the embedded default (:func:`get_client` with
 ``local_cluster=N``); the same code runs on a real cluster given its scheduler's address.
@@ -29,7 +29,10 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ._streaming import is_lazy_array, map_row_blocks
-from .codes import n_bytes, pack_bits
+from ._validation import InputError
+from ._validation import check_positive_int as _check_positive_int
+from .codes import check_codes, n_bytes, pack_bits
+from .io import check_bit_columns, code_file_layout, codes_output, open_h5
 
 __all__ = [
     "get_client",
@@ -62,7 +65,7 @@ def _import_distributed():
         import distributed
     except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
         raise ImportError(
-            "skhash.dask needs Dask: pip install 'skhash[dask]' (dask[array,distributed], dask-ml)."
+            "skhash.dask needs Dask: pip install 'scikit-hash[dask]' (dask[array,distributed], dask-ml)."
         ) from exc
     return distributed
 
@@ -70,6 +73,10 @@ def _import_distributed():
 def is_dask_array(X):
     """True if ``X`` is a :class:`dask.array.Array` (checked without importing dask)."""
     return is_lazy_array(X)
+
+
+class SchedulerUnreachableError(InputError, ConnectionError):
+    """No Dask scheduler answers at the address given: a mistake in the input, and a ConnectionError."""
 
 
 def get_client(scheduler=None, local_cluster=None, *, threads_per_worker=None, timeout=30, quiet=True):
@@ -93,7 +100,13 @@ def get_client(scheduler=None, local_cluster=None, *, threads_per_worker=None, t
     -------
     client : distributed.Client
         With neither argument, the client already current in this process (for example one the user
-        made), or a ``ValueError`` if there is none.
+        made), or an :class:`~skhash._validation.InputError` (a ``ValueError``) if there is none.
+
+    Raises
+    ------
+    InputError
+        If the arguments are wrong, there is no client, or the scheduler cannot be reached (then also
+        a ``ConnectionError``).
 
     Examples
     --------
@@ -104,14 +117,14 @@ def get_client(scheduler=None, local_cluster=None, *, threads_per_worker=None, t
     """
     distributed = _import_distributed()
     if scheduler is not None and local_cluster is not None:
-        raise ValueError("Pass either scheduler (an address) or local_cluster (a worker count), not both.")
+        raise InputError("Pass either scheduler (an address) or local_cluster (a worker count), not both.")
     if scheduler is not None:
         if not isinstance(scheduler, str) or not scheduler:
-            raise ValueError(f"scheduler must be an address such as 'tcp://host:8786', got {scheduler!r}.")
+            raise InputError(f"scheduler must be an address such as 'tcp://host:8786', got {scheduler!r}.")
         try:
             return distributed.Client(scheduler, timeout=timeout)
         except OSError as exc:
-            raise ConnectionError(f"Cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
+            raise SchedulerUnreachableError(f"Cannot reach the Dask scheduler at {scheduler!r}: {exc}") from exc
     if local_cluster is not None:
         n = _check_positive_int(local_cluster, "local_cluster (a number of workers)")
         if threads_per_worker is None:
@@ -126,7 +139,7 @@ def get_client(scheduler=None, local_cluster=None, *, threads_per_worker=None, t
     try:
         return distributed.default_client()
     except ValueError:
-        raise ValueError(
+        raise InputError(
             "No Dask client is running: pass scheduler='tcp://host:port' or local_cluster=N, or create a "
             "distributed.Client first."
         ) from None
@@ -241,8 +254,6 @@ def transform_dask(encoder, X, *, packed=False):
 @contextlib.contextmanager
 def _opened(spec):
     """A feature or code file opened read-only for the duration of a ``with`` block."""
-    from .datasets import open_h5
-
     arr = open_h5(spec)
     try:
         yield arr
@@ -274,7 +285,7 @@ def _rows_array(arr, spec, block_rows):
     import dask.array as da
 
     if len(arr.shape) != 2:
-        raise ValueError(f"{os.fspath(spec)!r} holds an array of shape {arr.shape}; expected 2-D rows.")
+        raise InputError(f"{os.fspath(spec)!r} holds an array of shape {arr.shape}; expected 2-D rows.")
     if block_rows is None:
         block_rows = FEATURE_BLOCK_ROWS
         file_chunks = getattr(arr, "chunks", None)
@@ -293,7 +304,7 @@ def from_features(spec, *, block_rows=None):
     ----------
     spec : str or path-like
         ``"file.h5:key"``, ``"file.h5"`` (a file with one data set) or ``"file.npy"``, as
-        :func:`skhash.datasets.open_h5` takes them. On a cluster, the path must be readable from every
+        :func:`skhash.io.open_h5` takes them. On a cluster, the path must be readable from every
         worker (a shared file system).
     block_rows : int, default=None
         Rows per block; ``None`` means about :data:`FEATURE_BLOCK_ROWS`, rounded to whole HDF5 chunks.
@@ -309,9 +320,10 @@ def from_features(spec, *, block_rows=None):
 def from_codes(spec, *, block_rows=None):
     """A dask array of packed codes over a code file, read by path on the workers.
 
-    The file is read as :func:`skhash.datasets.read_codes` reads it: a data set written by ``skhash
-    encode`` (its attributes say whether it is packed and how many bits it holds), or any 2-D matrix of
-    ``{0, 1}`` columns, which is packed block by block.
+    The file is read as :func:`skhash.io.read_codes` reads it (through the same parser of its
+    attributes, :func:`skhash.io.code_file_layout`): a data set written by ``skhash encode`` (its
+    attributes say whether it is packed and how many bits it holds), or any 2-D matrix of ``{0, 1}``
+    columns, which is packed block by block.
 
     Parameters
     ----------
@@ -326,30 +338,17 @@ def from_codes(spec, *, block_rows=None):
     n_bits : int
     """
     with _opened(spec) as arr:
+        n_bits, packed = code_file_layout(arr, spec)
         X = _rows_array(arr, spec, block_rows)
-        attrs = dict(getattr(arr, "attrs", {}))
-        shape, dtype = arr.shape, arr.dtype
-    if bool(attrs.get("packed", False)):
-        n_bits = int(attrs["n_bits"])
-        if dtype != np.uint8 or shape[1] != n_bytes(n_bits):
-            raise ValueError(
-                f"{os.fspath(spec)!r}: packed {n_bits}-bit codes must be uint8 of width {n_bytes(n_bits)}, "
-                f"got {dtype} of width {shape[1]}."
-            )
+    if packed:
         return X, n_bits
-    if not (dtype == bool or np.issubdtype(dtype, np.integer)):
-        raise ValueError(f"{os.fspath(spec)!r} holds {dtype} values; codes are {{0, 1}} columns.")
-    chunks = (X.chunks[0], (n_bytes(shape[1]),))
-    packed = X.map_blocks(_pack_bit_columns, dtype=np.uint8, chunks=chunks, meta=np.empty((0, 0), np.uint8))
-    return packed, int(shape[1])
+    chunks = (X.chunks[0], (n_bytes(n_bits),))
+    meta = np.empty((0, 0), np.uint8)
+    return X.map_blocks(_pack_bit_columns, os.fspath(spec), dtype=np.uint8, chunks=chunks, meta=meta), n_bits
 
 
-def _pack_bit_columns(block):
-    if block.size and (block.min() < 0 or block.max() > 1):
-        raise ValueError(
-            "A code file without the 'packed' attribute must hold {0, 1} columns, one per bit; this one "
-            "holds other values. Write codes with skhash encode or skhash.datasets.write_codes."
-        )
+def _pack_bit_columns(block, spec):
+    check_bit_columns(block, spec)
     return pack_bits(block)
 
 
@@ -382,8 +381,8 @@ def write_codes_dask(
 ):
     """Encode a dask array (or a feature file) on Dask and write the codes into an HDF5 data set.
 
-    The Dask form of :func:`skhash.datasets.write_codes`, with the same output: a ``uint8`` data set
-    with attributes ``n_bits`` and ``packed`` that :func:`~skhash.datasets.read_codes` and ``skhash
+    The Dask form of :func:`skhash.io.write_codes`, with the same output: a ``uint8`` data set
+    with attributes ``n_bits`` and ``packed`` that :func:`~skhash.io.read_codes` and ``skhash
     search`` read back. The workers read and encode the blocks; this process writes them as they
     arrive, a few blocks in flight, since an HDF5 file cannot be written by several processes at once
     (for Zarr, which can, use ``transform_dask(encoder, X).to_zarr(path)``). Only codes travel: a
@@ -410,19 +409,17 @@ def write_codes_dask(
 
     Raises
     ------
-    ValueError
-        As :func:`~skhash.datasets.write_codes`; nothing is left behind when encoding fails part-way.
+    InputError
+        As :func:`~skhash.io.write_codes`; nothing is left behind when encoding fails part-way.
     """
     from tqdm.auto import tqdm
-
-    from .datasets import codes_output
 
     if isinstance(X, (str, os.PathLike)):
         X = from_features(X)
     codes = transform_dask(encoder, X, packed=packed)
     n = int(codes.shape[0])
     if n == 0:
-        raise ValueError("X has no rows; there is nothing to encode.")
+        raise InputError("X has no rows; there is nothing to encode.")
     if client is None:
         try:
             client = _import_distributed().default_client()
@@ -585,12 +582,6 @@ def _shard_sizes(n, n_shards, n_workers):
     return sizes
 
 
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
-
-
 class DaskHammingNeighbors(BaseEstimator):
     """Exact Hamming k-NN over a database split into shards held by Dask workers.
 
@@ -668,35 +659,24 @@ class DaskHammingNeighbors(BaseEstimator):
         self.device = device
 
     # ------------------------------------------------------------------ codes
-    def _width(self, X, name):
-        """Check a code array's width against the database's (set on the first fit)."""
-        if X.ndim != 2 or X.shape[1] == 0:
-            unit = "n_bytes" if self.packed else "n_bits"
-            raise ValueError(f"{name} must be a 2-D array of codes (n, {unit}), got shape {X.shape}.")
-        if self.packed and X.dtype != np.uint8:
-            raise TypeError(
-                f"packed=True expects uint8 bytes as np.packbits makes them, got dtype {X.dtype}."
-            )
-        width = int(X.shape[1])
-        expected = getattr(self, "n_features_in_", None)
-        if expected is not None and width != expected:
-            unit = "bytes" if self.packed else "bits"
-            raise ValueError(f"{name} has {width} {unit} per code, but the database codes have {expected}.")
-        return width
+    def _width(self, X):
+        """Check all of the codes ``X`` but their values (read by workers, block by block): dtype,
+        shape and the width of the fitted database, by the one code check, on an empty stand-in."""
+        stand_in = np.empty((0, *X.shape[1:]), dtype=X.dtype)
+        check_codes(stand_in, packed=self.packed, estimator=self, reset=False, ensure_min_samples=0)
+        return int(X.shape[1])
 
-    def _packed(self, X, name):
+    def _packed(self, X):
         """Packed bytes of the codes ``X``: a numpy array, or a dask array packed on the workers."""
-        if is_dask_array(X):
-            self._width(X, name)
-            if X.numblocks[1] > 1:
-                X = X.rechunk({1: -1})
-            if self.packed:
-                return X
-            chunks = (X.chunks[0], (n_bytes(X.shape[1]),))
-            return X.map_blocks(_pack_block, dtype=np.uint8, chunks=chunks, meta=np.empty((0, 0), np.uint8))
-        X = np.asarray(X)
-        self._width(X, name)
-        return np.ascontiguousarray(X) if self.packed else _pack_block(X)
+        if not is_dask_array(X):
+            return check_codes(X, packed=self.packed, estimator=self, reset=False, ensure_min_samples=0)[0]
+        self._width(X)
+        if X.numblocks[1] > 1:
+            X = X.rechunk({1: -1})
+        if self.packed:
+            return X
+        chunks = (X.chunks[0], (n_bytes(X.shape[1]),))
+        return X.map_blocks(_pack_block, dtype=np.uint8, chunks=chunks, meta=np.empty((0, 0), np.uint8))
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -754,7 +734,7 @@ class DaskHammingNeighbors(BaseEstimator):
             raise RuntimeError("The Dask cluster has no workers to hold the shards.")
         if is_dask_array(X) and np.isnan(X.shape[0]):
             raise ValueError("X has an unknown number of rows; call X.compute_chunk_sizes() first.")
-        data = self._packed(X, "X")
+        data = self._packed(X)
         n = int(data.shape[0])
         if n < 1:
             raise ValueError("X has 0 codes: cannot search an empty database. Fit on at least one code.")
@@ -800,9 +780,9 @@ class DaskHammingNeighbors(BaseEstimator):
             if X is None:
                 yield lo, hi, self._database_rows(lo, hi)
             elif is_dask_array(X):
-                yield lo, hi, self.client_.compute(self._packed(X[lo:hi], "X"))
+                yield lo, hi, self.client_.compute(self._packed(X[lo:hi]))
             else:
-                yield lo, hi, self._packed(X[lo:hi], "X")
+                yield lo, hi, self._packed(X[lo:hi])
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """The ``n_neighbors`` nearest database codes of each query, by Hamming distance.
@@ -840,7 +820,7 @@ class DaskHammingNeighbors(BaseEstimator):
                 )
             if not is_dask_array(X):
                 X = np.asarray(X)
-            self._width(X, "X")
+            self._width(X)
             n_queries = int(X.shape[0])
         client = self.client_
         out_d = np.empty((n_queries, k), dtype=np.int32)
@@ -878,11 +858,5 @@ class DaskHammingNeighbors(BaseEstimator):
 
 
 def _pack_block(bits):
-    arr = np.asarray(bits)
-    # As HammingNeighbors does: uint8 values above 1 are packed bytes passed by mistake, not bits.
-    if arr.dtype == np.uint8 and arr.size and arr.max() > 1:
-        raise ValueError(
-            "Codes are uint8 with values above 1: that looks like packed bytes. Pass packed=True for bytes "
-            "as np.packbits makes them, or bits in {0, 1}."
-        )
-    return pack_bits(arr)
+    # The one code check, on the worker that holds the block (uint8 above 1 are packed bytes, not bits).
+    return check_codes(bits, input_name="X", ensure_min_samples=0)[0]

@@ -16,6 +16,9 @@ field's public evaluation code gives for the same ranking:
 Relevance from labels: with 1-D labels (of any type, strings too) an item is relevant to a query when
 the labels are equal; with 2-D ``{0, 1}`` indicator matrices (multi-label) when they share at least one
 label.
+
+Bad input raises :class:`~skhash._validation.InputError`, a ``ValueError`` whose message says what to
+change; the ``skhash`` command reports it as one line.
 """
 
 import math
@@ -27,7 +30,9 @@ import numba
 import numpy as np
 
 from ._popcount import popcount64
-from .codes import pack_bits, pack_words, to_bits
+from ._search import CpuIndex
+from ._validation import InputError, check_positive_int
+from .codes import check_codes, pack_bits, pack_words, to_bits
 
 __all__ = [
     "mean_average_precision",
@@ -76,37 +81,29 @@ inter_histogram : ndarray of shape (n_bits + 1,), dtype int64
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_positive_int(value, name, *, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
-
-
 def _check_labels(y, name):
     """Validate one label array; returns it as an ndarray (1-D labels or a 2-D uint8 indicator matrix)."""
     arr = np.asarray(y)
     if arr.ndim not in (1, 2):
-        raise ValueError(
+        raise InputError(
             f"{name} must be 1-D labels or a 2-D {{0, 1}} indicator matrix (n_samples, n_classes), "
             f"got shape {arr.shape}."
         )
     if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty; need at least one sample.")
+        raise InputError(f"{name} is empty; need at least one sample.")
     if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinity; give every sample a label.")
+        raise InputError(f"{name} contains NaN or infinity; give every sample a label.")
     if arr.ndim == 2:
         if arr.shape[1] == 0:
-            raise ValueError(
+            raise InputError(
                 f"{name} has 0 columns; a multi-label indicator matrix needs at least one class."
             )
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise ValueError(
+            raise InputError(
                 f"{name} is 2-D, so it must be a numeric {{0, 1}} indicator matrix, got dtype {arr.dtype}."
             )
         if not np.all((arr == 0) | (arr == 1)):
-            raise ValueError(
+            raise InputError(
                 f"{name} is 2-D, so it is read as a multi-label indicator matrix, but it holds values other "
                 "than 0 and 1. Pass class labels as a 1-D array (y.ravel()), or binarise the matrix "
                 "(e.g. sklearn.preprocessing.MultiLabelBinarizer)."
@@ -115,7 +112,7 @@ def _check_labels(y, name):
     if arr.dtype == object:
         for v in arr:
             if v is None or (isinstance(v, float) and math.isnan(v)):
-                raise ValueError(f"{name} contains None or NaN; give every sample a label.")
+                raise InputError(f"{name} contains None or NaN; give every sample a label.")
     return arr
 
 
@@ -128,13 +125,13 @@ def _label_words(y_query, y_db, *, query_name="y_query", db_name="y_db"):
     yq = _check_labels(y_query, query_name)
     yd = _check_labels(y_db, db_name)
     if yq.ndim != yd.ndim:
-        raise ValueError(
+        raise InputError(
             f"{query_name} is {yq.ndim}-D and {db_name} is {yd.ndim}-D; both must be 1-D labels or both "
             "2-D indicator matrices."
         )
     if yq.ndim == 2:
         if yq.shape[1] != yd.shape[1]:
-            raise ValueError(
+            raise InputError(
                 f"{query_name} has {yq.shape[1]} classes (columns) and {db_name} has {yd.shape[1]}; "
                 "the indicator matrices must share their columns."
             )
@@ -142,14 +139,14 @@ def _label_words(y_query, y_db, *, query_name="y_query", db_name="y_db"):
     q_numeric = yq.dtype.kind in "biuf"
     d_numeric = yd.dtype.kind in "biuf"
     if q_numeric != d_numeric:
-        raise ValueError(
+        raise InputError(
             f"{query_name} has dtype {yq.dtype} and {db_name} has dtype {yd.dtype}: numbers never equal "
             "strings, so no query would have a relevant item. Give both sides labels of one kind."
         )
     try:
         _, codes = np.unique(np.concatenate([yq, yd]), return_inverse=True)
     except TypeError as exc:
-        raise ValueError(
+        raise InputError(
             f"{query_name} and {db_name} hold labels that cannot be compared with each other: {exc}"
         ) from exc
     codes = codes.reshape(-1).astype(np.uint64)
@@ -160,36 +157,36 @@ def _check_indices(indices, n_queries, n_db, *, name="indices"):
     """Validate a ranking matrix (n_queries, R) of database indices; returns it as C-contiguous int64."""
     arr = np.asarray(indices)
     if arr.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"{name} must be 2-D (n_queries, n_retrieved) ranked database indices, got shape {arr.shape}. "
             "For one query use indices.reshape(1, -1)."
         )
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer database indices, got dtype {arr.dtype}.")
+        raise InputError(f"{name} must hold integer database indices, got dtype {arr.dtype}.")
     if arr.shape[0] != n_queries:
-        raise ValueError(
+        raise InputError(
             f"{name} has {arr.shape[0]} rows but there are {n_queries} queries; give one ranking per query."
         )
     if arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 columns; retrieve at least one item per query.")
+        raise InputError(f"{name} has 0 columns; retrieve at least one item per query.")
     lo, hi = arr.min(), arr.max()
     if n_db is not None and (lo < 0 or hi >= n_db):
         bad = lo if lo < 0 else hi
-        raise ValueError(
+        raise InputError(
             f"{name} holds database index {bad}, out of range for a database of {n_db} items "
             f"(valid: 0..{n_db - 1}). Were the rankings made against another database?"
         )
     if n_db is None and lo < 0:
-        raise ValueError(f"{name} holds the negative index {lo}; database indices start at 0.")
+        raise InputError(f"{name} holds the negative index {lo}; database indices start at 0.")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def _check_k(k, n_retrieved, name="k"):
     if k is None:
         return n_retrieved
-    k = _check_positive_int(k, name)
+    k = check_positive_int(k, name)
     if k > n_retrieved:
-        raise ValueError(
+        raise InputError(
             f"{name}={k} but only {n_retrieved} items were retrieved per query; retrieve at least {k} "
             f"(kneighbors(n_neighbors={k})) or lower {name}."
         )
@@ -208,7 +205,7 @@ def _check_code_pair(query_codes, db_codes):
 
 def _check_same_length(a, b, a_name, b_name):
     if len(a) != len(b):
-        raise ValueError(f"{a_name} has {len(a)} rows and {b_name} has {len(b)}; they must match.")
+        raise InputError(f"{a_name} has {len(a)} rows and {b_name} has {len(b)}; they must match.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -429,22 +426,22 @@ def mean_average_precision(
 
 def _check_distances(distances, shape):
     if distances is None:
-        raise ValueError(
+        raise InputError(
             "tie_aware=True needs the distances of the ranked items: pass distances=... as kneighbors "
             "returns them."
         )
     dist = np.asarray(distances)
     if dist.shape != shape:
-        raise ValueError(
+        raise InputError(
             f"distances have shape {dist.shape} but indices have shape {shape}; they must match."
         )
     if not (np.issubdtype(dist.dtype, np.number) and dist.dtype.kind != "c"):
-        raise ValueError(f"distances must be real numbers, got dtype {dist.dtype}.")
+        raise InputError(f"distances must be real numbers, got dtype {dist.dtype}.")
     dist = np.ascontiguousarray(dist, dtype=np.float64)
     if not np.all(np.isfinite(dist)):
-        raise ValueError("distances contain NaN or infinity.")
+        raise InputError("distances contain NaN or infinity.")
     if np.any(np.diff(dist, axis=1) < 0):
-        raise ValueError("distances must be non-decreasing along each row (a ranking is sorted best first).")
+        raise InputError("distances must be non-decreasing along each row (a ranking is sorted best first).")
     return dist
 
 
@@ -455,7 +452,7 @@ def _check_ties_complete(dist, k, n_db):
     # In a top-R ranking, an item tied with position k but left out would be closer than the last
     # retrieved one: only when dist[k-1] < dist[R-1] is the tie group at the cut certainly whole.
     if k == n_r or np.any(dist[:, k - 1] >= dist[:, -1]):
-        raise ValueError(
+        raise InputError(
             f"tie_aware=True needs every item tied with position k={k}, but the rankings stop at "
             f"{n_r} of {n_db} items inside such a tie. Give full rankings (n_neighbors=n_db) or "
             "retrieve further past k, until the distance at position k is below the last one."
@@ -591,7 +588,7 @@ def hamming_separability(codes, y):
     intra, inter = _pair_histograms_kernel(pack_words(pack_bits(bits)), lw, multi, n_bits)
     if intra.sum() == 0 or inter.sum() == 0:
         kind = "same-class" if intra.sum() == 0 else "different-class"
-        raise ValueError(
+        raise InputError(
             f"hamming_separability needs at least one {kind} pair; these {len(bits)} samples have none."
         )
     d = np.arange(n_bits + 1)
@@ -606,16 +603,16 @@ def hamming_separability(codes, y):
 
 def _revisitop_sets(gnd, protocol):
     if protocol not in REVISITOP_PROTOCOLS:
-        raise ValueError(f"protocol must be one of {REVISITOP_PROTOCOLS}, got {protocol!r}.")
+        raise InputError(f"protocol must be one of {REVISITOP_PROTOCOLS}, got {protocol!r}.")
     positives, junk = [], []
     for i, g in enumerate(gnd):
         if not isinstance(g, Mapping):
-            raise ValueError(
+            raise InputError(
                 f"gnd[{i}] must be a dict with 'easy', 'hard' and 'junk' index lists, got {type(g).__name__}."
             )
         missing = [key for key in ("easy", "hard", "junk") if key not in g]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"gnd[{i}] lacks {missing}: revisitop ground truth has 'easy', 'hard' and 'junk' index "
                 "lists per query (give an empty list where there are none)."
             )
@@ -623,7 +620,7 @@ def _revisitop_sets(gnd, protocol):
         for key in ("easy", "hard", "junk"):
             a = np.asarray(g[key]).reshape(-1)
             if a.size and not np.issubdtype(a.dtype, np.integer):
-                raise ValueError(
+                raise InputError(
                     f"gnd[{i}][{key!r}] must hold integer database indices, got dtype {a.dtype}."
                 )
             parts[key] = a.astype(np.int64)
@@ -681,11 +678,11 @@ def revisitop_map(indices, gnd, protocol="medium", kappas=(1, 5, 10)):
     array([1.    , 0.6667])
     """
     if isinstance(gnd, Mapping) or not hasattr(gnd, "__len__"):
-        raise ValueError("gnd must be a list with one dict of 'easy', 'hard', 'junk' lists per query.")
+        raise InputError("gnd must be a list with one dict of 'easy', 'hard', 'junk' lists per query.")
     if len(gnd) == 0:
-        raise ValueError("gnd is empty; need the ground truth of at least one query.")
+        raise InputError("gnd is empty; need the ground truth of at least one query.")
     idx = _check_indices(indices, len(gnd), None)
-    kappas = [_check_positive_int(kq, "each kappa") for kq in kappas]
+    kappas = [check_positive_int(kq, "each kappa") for kq in kappas]
     positives, junk = _revisitop_sets(gnd, protocol)
     n_q = len(gnd)
     aps = np.full(n_q, np.nan)
@@ -708,7 +705,7 @@ def revisitop_map(indices, gnd, protocol="medium", kappas=(1, 5, 10)):
             prs[i, j] = (pos1 <= kq).sum() / kq
     valid = ~np.isnan(aps)
     if not valid.any():
-        raise ValueError(f"No query has positives under the {protocol!r} protocol; mAP is undefined.")
+        raise InputError(f"No query has positives under the {protocol!r} protocol; mAP is undefined.")
     # Sequential sums, so the result is the revisitop script's to the last bit.
     mean_ap = np.cumsum(aps[valid])[-1] / valid.sum()
     mean_pr = np.cumsum(prs[valid], axis=0)[-1] / valid.sum() if kappas else np.zeros(0)
@@ -737,37 +734,37 @@ def _gldv2_solution(solution, n_queries):
         items = list(solution.items())
     elif hasattr(solution, "__len__") and not isinstance(solution, (str, bytes)):
         if len(solution) != n_queries:
-            raise ValueError(
+            raise InputError(
                 f"solution is a sequence of {len(solution)} entries but there are {n_queries} queries; "
                 "give one entry per query (None for a query outside the solution) or a dict "
                 "{query: relevant}."
             )
         items = [(q, rel) for q, rel in enumerate(solution) if rel is not None]
     else:
-        raise ValueError(
+        raise InputError(
             "solution must be a dict {query row: relevant database indices} or a list with one entry "
             "per query."
         )
     if not items:
-        raise ValueError("solution is empty; need at least one query with relevant items.")
+        raise InputError("solution is empty; need at least one query with relevant items.")
     rows, relevant = [], []
     for q, rel in items:
         if not isinstance(q, numbers.Integral) or not 0 <= q < n_queries:
-            raise ValueError(
+            raise InputError(
                 f"solution has query {q!r}, but indices has {n_queries} rows (queries 0..{n_queries - 1})."
             )
         r = np.unique(np.asarray(rel).reshape(-1))
         if r.size == 0:
-            raise ValueError(
+            raise InputError(
                 f"solution[{q}] has no relevant items; the GLDv2 protocol divides by their number. "
                 "Leave queries without relevant items out of the solution."
             )
         if not np.issubdtype(r.dtype, np.integer):
-            raise ValueError(f"solution[{q}] must hold integer database indices, got dtype {r.dtype}.")
+            raise InputError(f"solution[{q}] must hold integer database indices, got dtype {r.dtype}.")
         rows.append(int(q))
         relevant.append(r.astype(np.int64))
     if len(set(rows)) != len(rows):
-        raise ValueError("solution lists a query more than once.")
+        raise InputError("solution lists a query more than once.")
     return np.asarray(rows, dtype=np.int64), relevant
 
 
@@ -778,13 +775,13 @@ def _ragged_to_padded(indices):
         return arr, np.ones(arr.shape, dtype=bool)
     rows = [np.asarray(r) for r in indices]
     if any(r.ndim != 1 for r in rows):
-        raise ValueError("indices must be 2-D (n_queries, n_retrieved) or a list of 1-D rows, one per query.")
+        raise InputError("indices must be 2-D (n_queries, n_retrieved) or a list of 1-D rows, one per query.")
     width = max((len(r) for r in rows), default=0)
     out = np.full((len(rows), max(width, 1)), -1, dtype=np.int64)
     mask = np.zeros(out.shape, dtype=bool)
     for i, r in enumerate(rows):
         if r.size and not np.issubdtype(r.dtype, np.integer):
-            raise ValueError(f"indices[{i}] must hold integer database indices, got dtype {r.dtype}.")
+            raise InputError(f"indices[{i}] must hold integer database indices, got dtype {r.dtype}.")
         out[i, : r.size] = r
         mask[i, : r.size] = True
     return out, mask
@@ -825,19 +822,19 @@ def gldv2_map(indices, solution, k=100, *, return_per_query=False):
     Item 5 is right at position 1 (precision 1), its duplicate is skipped, item 3 is right at
     position 3 (precision 2/3): (1 + 2/3) / min(2, 3).
     """
-    k = _check_positive_int(k, "k")
+    k = check_positive_int(k, "k")
     padded, present = _ragged_to_padded(indices)
     if padded.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"indices must be 2-D (n_queries, n_retrieved) or a list of rows, got shape {padded.shape}."
         )
     n_q = padded.shape[0]
     if n_q == 0:
-        raise ValueError("indices is empty; need the predictions of at least one query.")
+        raise InputError("indices is empty; need the predictions of at least one query.")
     if padded.size and not np.issubdtype(padded.dtype, np.integer):
-        raise ValueError(f"indices must hold integer database indices, got dtype {padded.dtype}.")
+        raise InputError(f"indices must hold integer database indices, got dtype {padded.dtype}.")
     if np.any(padded[present] < 0):
-        raise ValueError("indices holds negative database indices; indices start at 0.")
+        raise InputError("indices holds negative database indices; indices start at 0.")
     rows, relevant = _gldv2_solution(solution, n_q)
     preds = padded[rows, :k].astype(np.int64)
     valid = present[rows, :k]
@@ -878,15 +875,6 @@ def gldv2_map(indices, solution, k=100, *, return_per_query=False):
 _LOO_BLOCK_ENTRIES = 1 << 22
 
 
-def _drop_self(ranked, rows, k):
-    """Remove each query from its own ranking of ``k + 1`` items and keep the first ``k`` others."""
-    is_self = ranked == rows[:, None]
-    has_self = is_self.any(axis=1)
-    self_at = np.where(has_self, is_self.argmax(axis=1), k)
-    cols = np.arange(k)[None, :]
-    return np.take_along_axis(ranked, cols + (cols >= self_at[:, None]), axis=1)
-
-
 def leave_one_out_map(codes, y, k=None):
     """Leave-one-out retrieval mAP@k inside one set of codes: each item queries all the others.
 
@@ -916,30 +904,27 @@ def leave_one_out_map(codes, y, k=None):
     >>> leave_one_out_map(codes, ["a", "b", "a", "b"], k=1)
     0.0
     """
-    bits = to_bits(codes)
+    packed, n_bits = check_codes(codes, ensure_min_samples=0)
     labels = _check_labels(y, "y")
-    _check_same_length(bits, labels, "codes", "y")
-    n = bits.shape[0]
+    _check_same_length(packed, labels, "codes", "y")
+    n = packed.shape[0]
     if n < 2:
-        raise ValueError(f"leave-one-out retrieval needs at least 2 samples, got {n}.")
+        raise InputError(f"leave-one-out retrieval needs at least 2 samples, got {n}.")
     if k is None:
         k = n - 1
-    k = _check_positive_int(k, "k")
+    k = check_positive_int(k, "k")
     if k > n - 1:
-        raise ValueError(
+        raise InputError(
             f"k={k} but each of the {n} samples has only {n - 1} others to retrieve; use k <= {n - 1}."
         )
-    # Imported here: neighbors imports nothing from metrics, and metrics need no search to import.
-    from .neighbors import HammingNeighbors
-
-    # Queries go in blocks to bound memory, so X=None (which ranks all n at once) is not used: each
-    # block asks one more neighbour than k and drops the query itself from its own ranking.
-    nn = HammingNeighbors(n_neighbors=k + 1).fit(bits)
-    block = max(1, _LOO_BLOCK_ENTRIES // (k + 1))
+    # The search of HammingNeighbors (its CPU index), each query leaving its own row out by index as
+    # kneighbors(X=None) does; queries go in blocks to bound memory.
+    index = CpuIndex(packed, n_bits)
+    block = max(1, _LOO_BLOCK_ENTRIES // k)
     aps = []
     for start in range(0, n, block):
         rows = np.arange(start, min(start + block, n))
-        ranked = _drop_self(nn.kneighbors(bits[rows], return_distance=False), rows, k)
+        ranked = index.kneighbors(packed[start : start + block], k, rows)[1]
         aps.append(mean_average_precision(labels[rows], labels, ranked, k=k, return_per_query=True)[1])
     return float(np.concatenate(aps).mean())
 
@@ -983,4 +968,4 @@ def make_map_scorer(k=None):
     >>> scorer(identity, np.array([[1, 1], [1, 1], [-1, -1], [-1, -1]]), [0, 0, 1, 1])
     1.0
     """
-    return _LeaveOneOutMAPScorer(k=None if k is None else _check_positive_int(k, "k"))
+    return _LeaveOneOutMAPScorer(k=None if k is None else check_positive_int(k, "k"))

@@ -10,7 +10,7 @@ and draw, and ``plot(ax=None)`` that draws and returns the display with ``ax_`` 
   radius (:func:`skhash.metrics.precision_recall_curve`);
 - :class:`MAPvsBitsDisplay`: mAP against code length, one line per method.
 
-matplotlib is an optional dependency: ``pip install "skhash[plot]"``. Importing this module does not
+matplotlib is an optional dependency: ``pip install "scikit-hash[plot]"``. Importing this module does not
 import matplotlib; drawing does.
 """
 
@@ -29,7 +29,7 @@ def _pyplot():
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ImportError(
-            "skhash.plotting needs matplotlib, which is not installed: pip install \"skhash[plot]\" "
+            "skhash.plotting needs matplotlib, which is not installed: pip install \"scikit-hash[plot]\" "
             "(or pip install matplotlib)."
         ) from exc
     return plt

@@ -476,6 +476,64 @@ def test_bad_paths_keys_and_shapes_give_clear_errors(files, pipeline, capsys, tm
     assert "--gldv2 needs --index-ids and --query-ids" in msg
 
 
+def test_library_checks_reach_the_user_as_one_line(files, pipeline, capsys, tmp_path):
+    r = pipeline
+    # The metrics check the rankings against the labels; the command does not check it again.
+    msg = error_of(
+        capsys, "evaluate", "--ranks", r / "ranks.h5", "--labels", f"{r}/test.h5:db/labels",
+        "--query-labels", f"{r}/test.h5:q/labels", "-k", 60,
+    )
+    assert "k=60 but only 50 items were retrieved per query" in msg
+    with h5py.File(tmp_path / "few.h5", "w") as f:
+        f["labels"] = files["y_db"][:10]
+    msg = error_of(
+        capsys, "evaluate", "--ranks", r / "ranks.h5", "--labels", tmp_path / "few.h5",
+        "--query-labels", f"{r}/test.h5:q/labels",
+    )
+    assert "out of range for a database of 10 items" in msg
+    # scikit-learn's parameter validation, raised by the encoder, is an input error too.
+    msg = error_of(
+        capsys, "fit", "--features", f"{r}/train.h5:feats", "--labels", f"{r}/train.h5:labels",
+        "--bits", 0, "--out", tmp_path / "m.joblib",
+    )
+    assert "n_bits" in msg
+    msg = error_of(capsys, "search", "--db", r / "db_codes.h5", "--out", tmp_path / "no" / "r.h5")
+    assert msg.startswith("skhash search: error: --out: cannot write") and "does not exist" in msg
+
+
+def test_bugs_are_not_reported_as_input_errors(files, pipeline, monkeypatch):
+    """Only the library's InputError becomes a one-line message: any other error keeps its traceback."""
+    import skhash.metrics
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not a mistake in the input")
+
+    monkeypatch.setattr(skhash.metrics, "mean_average_precision", broken)
+    r = pipeline
+    argv = ["evaluate", "--ranks", str(r / "ranks.h5"), "--labels", f"{r}/test.h5:db/labels",
+            "--query-labels", f"{r}/test.h5:q/labels", "--quiet"]
+    with pytest.raises(ValueError, match="a bug"):
+        main(argv)
+    monkeypatch.setattr(skhash.metrics, "mean_average_precision", lambda *a, **k: {}["missing"])
+    with pytest.raises(KeyError):
+        main(argv)
+
+
+def test_methods_come_from_the_encoder_registry(files, capsys, tmp_path):
+    from skhash.encoders._registry import encoder_names
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--features", "x.h5", "--labels", "y.h5", "--out", "m.joblib", "--method", "nope"])
+    choices = ", ".join(repr(name) for name in encoder_names())
+    assert f"invalid choice: 'nope' (choose from {choices})" in capsys.readouterr().err
+    r = files["root"]
+    msg = error_of(
+        capsys, "fit", "--features", f"{r}/train.h5:feats", "--labels", f"{r}/train.h5:labels",
+        "--method", "greedyhash", "--margin", 0.1, "--scale", "auto", "--out", tmp_path / "m.joblib",
+    )
+    assert msg.endswith("--margin and --scale apply to --method orthohash only, not greedyhash.")
+
+
 def test_every_subcommand_has_help_and_the_module_runs(capsys):
     for command in ("fit", "encode", "search", "evaluate", "demo"):
         with pytest.raises(SystemExit) as exit_info:

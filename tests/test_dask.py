@@ -278,8 +278,15 @@ def test_sharded_search_rejects_bad_input(client):
         nn.partial_fit(_codes(4, 8, 0))
     with pytest.raises(ValueError, match="packed bytes"):
         nn.kneighbors(pack_bits(_codes(4, 128, 0)))
+    # Dask arrays: dtype and width before anything is read, values by the workers, by the same check.
+    with pytest.raises(ValueError, match="packed bytes"):
+        nn.kneighbors(da.from_array(pack_bits(_codes(4, 128, 0)), chunks=2))
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        nn.kneighbors(da.zeros((4, 16), dtype=complex))
+    with pytest.raises(ValueError, match="X has 8 features, but DaskHammingNeighbors is expecting 16"):
+        nn.kneighbors(da.zeros((4, 8), dtype=np.uint8))
     packed = DaskHammingNeighbors(packed=True, client=client).fit(pack_bits(_codes(20, 16, 0)))
-    with pytest.raises(ValueError, match="bytes"):
+    with pytest.raises(ValueError, match="X has 3 features, but DaskHammingNeighbors is expecting 2 features"):
         packed.kneighbors(pack_bits(_codes(4, 24, 0)))
     with pytest.raises(TypeError, match="uint8"):
         packed.kneighbors(_codes(4, 2, 0).astype(np.int64))

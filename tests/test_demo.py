@@ -77,3 +77,20 @@ def test_demo_no_plot_writes_nothing(tmp_path, monkeypatch, capsys):
     stdout = capsys.readouterr().out
     assert set(table(stdout)) == {("CSQ", 8)}
     assert "wrote" not in stdout and not list(tmp_path.iterdir())
+
+
+def test_demo_methods_and_their_names_come_from_the_encoder_registry(capsys):
+    from skhash._demo import display_name
+    from skhash.encoders._registry import ENCODERS
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--methods", "nope"])
+    assert f"(choose from {', '.join(repr(spec.name) for spec in ENCODERS)})" in capsys.readouterr().err
+    assert [display_name(name) for name in ("orthohash", "csq", "greedyhash")] == ["OrthoHash", "CSQ", "GreedyHash"]
+
+
+def test_demo_reports_a_bad_device_as_one_line(capsys):
+    assert main(["demo", "--device", "tpu", "--no-plot"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "skhash demo: error: Unknown device 'tpu': use 'cpu', 'cuda', 'cuda:N' or 'auto'."
+    )

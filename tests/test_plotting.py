@@ -162,5 +162,5 @@ def test_map_vs_bits_display_from_estimator_scores_each_code_length(digits_split
 def test_displays_say_how_to_install_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    with pytest.raises(ImportError, match=r"skhash\[plot\]"):
+    with pytest.raises(ImportError, match=r"pip install \"scikit-hash\[plot\]\""):
         MAPvsBitsDisplay({"x": {16: 0.5}}).plot()

@@ -30,7 +30,14 @@ def encode_labels(y):
     if y.ndim == 1:
         if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
             raise InputError("y contains NaN or infinity; labels must be finite.")
-        classes, y_idx = np.unique(y, return_inverse=True)
+        try:
+            classes, y_idx = np.unique(y, return_inverse=True)
+        except TypeError:
+            kinds = sorted({type(v).__name__ for v in y.ravel()})
+            raise InputError(
+                f"y mixes label types ({', '.join(kinds)}), which cannot be sorted into classes; make every "
+                "label the same type (e.g. y.astype(str)) and drop missing (None) labels."
+            ) from None
         if len(classes) < 2:
             raise InputError(
                 f"Hash training needs at least 2 classes; y has {len(classes)} class ({classes!r}). "
@@ -91,7 +98,23 @@ class BaseHashEncoder(TransformerMixin, BaseEstimator):
         return int(self.coef_.shape[1])
 
     def _check_fitted_state(self):
+        """Fitted, and the affine map's shapes agree (a hand-edited or foreign pickle is refused, not broadcast)."""
         check_is_fitted(self, self._fitted_attr)
+        coef = getattr(self, "coef_", None)
+        if self._fitted_attr != "coef_" or coef is None:
+            return
+        intercept = getattr(self, "intercept_", None)
+        n_in = getattr(self, "n_features_in_", None)
+        if (
+            np.ndim(coef) != 2
+            or np.shape(intercept) != (coef.shape[1],)
+            or (n_in is not None and coef.shape[0] != n_in)
+        ):
+            raise InputError(
+                f"This {type(self).__name__} has an inconsistent fitted state: coef_ {np.shape(coef)}, "
+                f"intercept_ {np.shape(intercept)}, n_features_in_ {n_in} (expected (n_features, n_bits), "
+                "(n_bits,) and n_features). The model file is damaged or was edited; fit the encoder again."
+            )
 
     # ------------------------------------------------------------------ input
     def _validate_X(self, X, reset):

@@ -16,6 +16,8 @@ state, is set only inside :func:`allow_tf32`.
 
 import contextlib
 import math
+import os
+from collections import namedtuple
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +27,8 @@ from ._data import STREAM_BLOCK_BYTES, STREAM_WINDOW_BYTES, Batch, InMemoryBatch
 # Below this many floating-point operations per step, extra CPU threads cost more in synchronisation
 # than they give (measured: a 256 x 64 x 64 step took 1.3 ms on one thread, 21 ms on two busy cores).
 CPU_PARALLEL_MIN_FLOPS = 50e6
+# At most this many threads for a CPU fit when n_jobs is None.
+DEFAULT_MAX_THREADS = 2
 # Eager warm-up steps before capturing the CUDA graph (lazy state such as Adam's moments must exist).
 GRAPH_WARMUP_STEPS = 3
 
@@ -49,6 +53,11 @@ class TrainingLoop:
     tf32: bool = True
     stream_window_bytes: int = STREAM_WINDOW_BYTES
     stream_block_bytes: int = STREAM_BLOCK_BYTES
+
+
+TrainResult = namedtuple("TrainResult", "curve initial_loss milestones steps_per_epoch")
+TrainResult.__doc__ = """What a run gives: the mean (first) loss of every epoch, the loss of the very first step
+(at the initial weights), the epochs at which the learning rate dropped, and the steps in an epoch."""
 
 
 def lr_milestones(n_epochs):
@@ -78,12 +87,36 @@ def allow_tf32(enabled):
         torch.backends.cuda.matmul.allow_tf32 = old
 
 
+def available_cores():
+    """Cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cpu_threads(n_jobs, flops_per_step):
+    """Torch threads for a CPU fit, with scikit-learn's meaning of ``n_jobs``.
+
+    ``None`` is the safe default: one thread for steps too small to split, since a thread waiting at
+    a barrier for a descheduled sibling costs more than the split gives (on a busy 2-core machine a
+    2-thread fit ran 10-25x slower than a 1-thread one: benchmarks/bench_busy.py); larger steps get up
+    to ``DEFAULT_MAX_THREADS``. ``-1`` is every core, ``-2`` all but one, a positive number that many.
+    """
+    cores = available_cores()
+    if n_jobs is None:
+        return 1 if flops_per_step < CPU_PARALLEL_MIN_FLOPS else max(1, min(cores, DEFAULT_MAX_THREADS))
+    if n_jobs < 0:
+        return max(1, cores + 1 + n_jobs)
+    return int(n_jobs)
+
+
 @contextlib.contextmanager
-def compute_settings(flops_per_step, device, tf32):
-    """One CPU thread for steps too small to split; TF32 matmuls on CUDA if ``tf32``. Restored after."""
+def compute_settings(flops_per_step, device, tf32, n_jobs=None):
+    """CPU threads by :func:`cpu_threads`; TF32 matmuls on CUDA if ``tf32``. Both restored after."""
     threads = torch.get_num_threads()
-    if device.type == "cpu" and flops_per_step < CPU_PARALLEL_MIN_FLOPS:
-        torch.set_num_threads(1)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(n_jobs, flops_per_step))
     try:
         with allow_tf32(tf32 if device.type == "cuda" else torch.backends.cuda.matmul.allow_tf32):
             yield
@@ -96,8 +129,8 @@ def _as_losses(out):
 
 
 def train_loop(param_groups, batch_loss, source, n_epochs, *, learning_rate, weight_decay, device, verbose,
-               name, modules=(), epoch_end=None, options=TrainingLoop()):
-    """Train with ``batch_loss(batch)``; return the mean of its (first) loss per epoch.
+               name, modules=(), epoch_end=None, options=TrainingLoop(), n_jobs=None):
+    """Train with ``batch_loss(batch)``; return a :class:`TrainResult`.
 
     Parameters
     ----------
@@ -112,9 +145,11 @@ def train_loop(param_groups, batch_loss, source, n_epochs, *, learning_rate, wei
     epoch_end : callable or None
         ``epoch_end(epoch)``, called after each epoch (before the loss is read), e.g. a discrete B-step.
     options : TrainingLoop
+    n_jobs : int or None
+        CPU threads (:func:`cpu_threads`); ignored on CUDA.
     """
     n_params = sum(p.numel() for group in param_groups for p in group)
-    with compute_settings(6.0 * source.batch_size * n_params, device, options.tf32):
+    with compute_settings(6.0 * source.batch_size * n_params, device, options.tf32, n_jobs):
         return _train_loop(param_groups, batch_loss, source, n_epochs, learning_rate=learning_rate,
                            weight_decay=weight_decay, device=device, verbose=verbose, name=name,
                            modules=modules, epoch_end=epoch_end, options=options)
@@ -138,9 +173,12 @@ def _train_loop(param_groups, batch_loss, source, n_epochs, *, learning_rate, we
     milestones = lr_milestones(n_epochs)
     loss_sum = torch.zeros((), device=device)
     several = len(opts) > 1
+    initial = []  # the loss of the very first step, at the initial weights
 
     def step(batch):
         losses = _as_losses(batch_loss(batch))
+        if not initial and not (cuda and torch.cuda.is_current_stream_capturing()):
+            initial.append(float(losses[0].detach()))
         if len(losses) != len(opts):
             raise RuntimeError(f"{name}: the batch loss gave {len(losses)} losses for {len(opts)} optimisers.")
         if several:
@@ -195,7 +233,7 @@ def _train_loop(param_groups, batch_loss, source, n_epochs, *, learning_rate, we
             bar.close()
         for m in modules:
             m.eval()
-    return curve
+    return TrainResult(curve, initial[0] if initial else math.nan, milestones, source.steps_per_epoch)
 
 
 def _graph_epoch(source, step, zero_grad, graph):

@@ -8,6 +8,8 @@ reading the registry imports no encoder (and no torch): :func:`get_encoder` impo
 import importlib
 from collections import namedtuple
 
+from .._validation import InputError
+
 EncoderSpec = namedtuple("EncoderSpec", "name class_name module family supervised summary")
 EncoderSpec.__doc__ = """One registered encoder.
 
@@ -42,9 +44,6 @@ ENCODERS = (
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")
 
-_BY_NAME = {spec.name: spec for spec in ENCODERS}
-_BY_CLASS = {spec.class_name: spec for spec in ENCODERS}
-assert len(_BY_NAME) == len(ENCODERS) and len(_BY_CLASS) == len(ENCODERS), "duplicate registry entry"
 
 
 def encoder_names(*, family=None, supervised=None):
@@ -58,12 +57,10 @@ def encoder_names(*, family=None, supervised=None):
 
 def encoder_spec(name):
     """The :class:`EncoderSpec` of a short name (``"orthohash"``) or class name (``"OrthoHashEncoder"``)."""
-    spec = _BY_NAME.get(name) or _BY_CLASS.get(name)
-    if spec is None:
-        from .._validation import InputError
-
-        raise InputError(f"Unknown encoder {name!r}; choose one of: {', '.join(_BY_NAME)}.")
-    return spec
+    for spec in ENCODERS:
+        if name in (spec.name, spec.class_name):
+            return spec
+    raise InputError(f"Unknown encoder {name!r}; choose one of: {', '.join(encoder_names())}.")
 
 
 def get_encoder(name):

@@ -29,7 +29,7 @@ negative (wrap-around) indices, and LLVM falls back to gathers that are several 
 import numba
 import numpy as np
 
-from ._popcount import popcount64
+from .._popcount import popcount64
 
 GROUP = 64  # rows per hit mask (one uint64); the database is padded to a multiple of it
 _TILE_BYTES = 1 << 17  # database bytes per tile: a block's tile stays in L2 while all its queries use it

@@ -26,7 +26,8 @@ import warnings
 import numpy as np
 import torch
 
-from .codes import unpack_bits
+from ..codes import unpack_bits
+from ._base import BaseIndex
 
 try:  # Triton ships with CUDA builds of torch; without it the torch path does the same job.
     import triton
@@ -39,20 +40,6 @@ _SAMPLE = 8192  # database rows sampled per query to set its cap
 _SCRATCH_BYTES = 1 << 31  # distance chunks and candidate buffers of one query chunk stay under this
 _INT64_MAX = torch.iinfo(torch.int64).max
 _KEY32_LIMIT = 2**31 - 1  # candidate keys distance * n + index below this are stored in 32 bits
-
-
-def check_device(device):
-    """Raise a clear error unless ``device`` names a CUDA device torch can use."""
-    if not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device={device!r} needs a CUDA GPU, but torch.cuda.is_available() is False here "
-            f"(torch {torch.__version__}). Use device='cpu', or install a CUDA build of torch."
-        )
-    dev = torch.device(device)
-    if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise RuntimeError(
-            f"device={device!r}, but only {torch.cuda.device_count()} CUDA device(s) are visible."
-        )
 
 
 def triton_available():
@@ -109,8 +96,10 @@ if triton is not None:
         tl.store(key_ptr + rm[:, None].to(tl.int64) * cap + pos, key, mask=ok)
 
 
-class GpuIndex:
+class GpuIndex(BaseIndex):
     """A database of codes on one torch device, searched exactly.
+
+    The codes go to the device as ``±1`` rows on the first search (and again after unpickling).
 
     Parameters
     ----------
@@ -119,20 +108,25 @@ class GpuIndex:
     n_bits : int
         Bits per code.
     device : str
-        A torch device; ``"cuda"`` in use. (The torch path also runs on ``"cpu"``, which the tests use to
-        check it where no GPU is.)
+        A torch device; ``"cuda:N"`` in use (resolved by :func:`skhash._validation.resolve_device`).
+        (The torch path also runs on ``"cpu"``, which the tests use to check it where no GPU is.)
     use_triton : bool, default=None
         Use the fused Triton kernel; ``None`` means when Triton is installed and the device is CUDA.
     tile : tuple of int, default=(128, 32, 4)
         The kernel's query rows, database rows and warps per program (``bench_search.py --device cuda``
         times a few; on an H100, 1M x 64 bits, k=100: (128, 32, 4) 324k queries/s, (128, 64, 4) 277k,
         (128, 64, 8) 194k).
+    key32_limit : int, default=2**31 - 1
+        Candidate keys ``distance * n + index`` are stored in 32 bits when every key is below this,
+        else in 64 (the tests lower it to run the 64-bit path on a small database).
     """
 
-    def __init__(self, packed, n_bits, device, use_triton=None, tile=(128, 32, 4)):
+    _built = ("codes",)
+
+    def __init__(self, packed, n_bits, device, use_triton=None, tile=(128, 32, 4), key32_limit=_KEY32_LIMIT):
+        super().__init__(packed, n_bits)
         self.device_name = str(device)
         self.device = torch.device(device)
-        self.n_bits = int(n_bits)
         self.k_pad = -(-self.n_bits // _K_MULTIPLE) * _K_MULTIPLE
         # fp16 holds every integer up to 2,048 exactly: wider codes need fp32 results.
         self.dtype = torch.float16 if self.n_bits <= 2048 else torch.float32
@@ -141,16 +135,11 @@ class GpuIndex:
             use_triton = triton_available() and self.device.type == "cuda"
         self.use_triton = bool(use_triton)
         self.tile = tuple(int(t) for t in tile)
-        self.codes = torch.empty((0, self.k_pad), dtype=self.dtype, device=self.device)
-        self.append(packed)
+        self.key32_limit = int(key32_limit)
 
-    @property
-    def n(self):
-        return self.codes.shape[0]
-
-    def append(self, packed):
-        """Add packed codes at the end (indices continue)."""
-        parts = [self.codes]
+    def _upload(self, packed, after):
+        """The device rows ``after`` followed by the codes ``packed`` as ``±1`` rows."""
+        parts = [after]
         # Unpack on the host in slices, so the int8 bits of a huge database never exist at once.
         step = max(1, (1 << 26) // max(1, self.n_bits))
         for start in range(0, packed.shape[0], step):
@@ -158,7 +147,16 @@ class GpuIndex:
             pm1 = torch.zeros((bits.shape[0], self.k_pad), dtype=self.dtype, device=self.device)
             pm1[:, : self.n_bits] = torch.from_numpy(bits).to(self.device, non_blocking=True).to(self.dtype) * 2 - 1
             parts.append(pm1)
-        self.codes = torch.cat(parts) if len(parts) > 1 else self.codes
+        return torch.cat(parts) if len(parts) > 1 else after
+
+    def _build(self):
+        if self.codes is None:
+            empty = torch.empty((0, self.k_pad), dtype=self.dtype, device=self.device)
+            self.codes = self._upload(self.packed_codes, empty)
+
+    def _append_built(self, n_old, packed):
+        if self.codes is not None:
+            self.codes = self._upload(packed, self.codes)
 
     def _queries(self, packed):
         bits = unpack_bits(packed, self.n_bits)
@@ -177,6 +175,7 @@ class GpuIndex:
 
     def kneighbors(self, packed_queries, k, exclude):
         """Exact ``k`` nearest rows per query: (int32 distances, int64 indices) as numpy arrays."""
+        self._build()
         q_all = self._queries(packed_queries)
         ex_all = torch.from_numpy(np.asarray(exclude, dtype=np.int64)).to(self.device)
         has_excl = bool((ex_all >= 0).any())
@@ -227,7 +226,7 @@ class GpuIndex:
         else:
             cap_d = cap_d_fn(q)
         # 32-bit keys when they fit: half the memory and a faster sort.
-        key_dtype = torch.int32 if (self.n_bits + 1) * self.n < _KEY32_LIMIT else torch.int64
+        key_dtype = torch.int32 if (self.n_bits + 1) * self.n < self.key32_limit else torch.int64
         keys = torch.full((n_q, buf), torch.iinfo(key_dtype).max, dtype=key_dtype, device=self.device)
         counts = torch.zeros(n_q, dtype=torch.int32, device=self.device)
         if self.use_triton:
@@ -329,6 +328,7 @@ class GpuIndex:
 
     def radius(self, packed_queries, max_d, exclude, sort):
         """Rows within ``max_d`` of each query: CSR offsets, int32 distances, int64 indices (numpy)."""
+        self._build()
         q_all = self._queries(packed_queries)
         ex_all = torch.from_numpy(np.asarray(exclude, dtype=np.int64)).to(self.device)
         n_q = q_all.shape[0]

@@ -3,68 +3,21 @@
 import pickle
 
 import joblib
-import numba
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
 from sklearn.neighbors import NearestNeighbors
 
-from skhash import _search_gpu
-from skhash.codes import hamming_distances, pack_bits
+from skhash._search import CpuIndex
+from skhash._validation import InputError
+from skhash.codes import pack_bits
 from skhash.neighbors import HammingNeighbors
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-FAST = settings(max_examples=40, deadline=None)
-
-
-# ---------------------------------------------------------------------- reference and data
-
-
-def brute_kneighbors(db, queries, k, self_exclude=False):
-    """Sort every database row by (distance, index); drop the query's own row by index."""
-    d = hamming_distances(pack_bits(queries), pack_bits(db)).astype(np.int64)
-    n = db.shape[0]
-    idx = np.broadcast_to(np.arange(n), d.shape)
-    if self_exclude:
-        d = d.copy()
-        d[np.arange(len(queries)), np.arange(len(queries))] = np.iinfo(np.int64).max
-    order = np.lexsort((idx, d), axis=1)[:, :k]
-    return np.take_along_axis(d, order, 1), order
-
-
-def brute_radius(db, queries, radius, self_exclude=False, sort=True):
-    d = hamming_distances(pack_bits(queries), pack_bits(db))
-    out_d, out_i = [], []
-    for j in range(len(queries)):
-        ind = np.flatnonzero(d[j] <= radius)
-        if self_exclude:
-            ind = ind[ind != j]
-        if sort:
-            ind = ind[np.argsort(d[j, ind], kind="stable")]
-        out_d.append(d[j, ind])
-        out_i.append(ind)
-    return out_d, out_i
-
-
-def random_codes(rng, n, n_bits, n_distinct=None, descending=False):
-    """Random bits; with ``n_distinct``, drawn from that few codes (duplicates and ties everywhere);
-    with ``descending``, each row closer to the all-zero code than the one before (every new row
-    beats the current k-th, the worst case for a streaming selection)."""
-    if descending:
-        ones = np.linspace(n_bits, 0, n).astype(int)
-        return (np.arange(n_bits)[None, :] < ones[:, None]).astype(np.uint8)
-    if n_distinct:
-        pool = rng.integers(0, 2, (n_distinct, n_bits), dtype=np.uint8)
-        return pool[rng.integers(0, n_distinct, n)]
-    return rng.integers(0, 2, (n, n_bits), dtype=np.uint8)
-
-
-def assert_same(got, ref):
-    np.testing.assert_array_equal(got[0], ref[0])
-    np.testing.assert_array_equal(got[1], ref[1])
+from _search._reference import FAST, assert_same, brute_kneighbors, brute_radius, cuda, random_codes
 
 
 # ---------------------------------------------------------------------- k nearest, property-based
@@ -108,43 +61,6 @@ def test_self_query_leaves_each_point_out_by_index(seed, n, n_bits, dup, data):
     assert not np.any(got[1] == np.arange(n)[:, None])
     assert_same(got, brute_kneighbors(db, db, k, self_exclude=True))
     np.testing.assert_array_equal(nn.kneighbors(return_distance=False), got[1])
-
-
-@pytest.mark.parametrize("n_bits", [64, 96, 128, 256])
-def test_large_database_with_sampled_cap(n_bits):
-    # Big enough that the kernel starts from a sampled cap (n >= 16 x 4096); ties and duplicates too.
-    rng = np.random.default_rng(n_bits)
-    db = random_codes(rng, 70_000, n_bits)
-    db[1000:3000] = db[5]
-    queries = np.vstack([random_codes(rng, 12, n_bits), db[[5, 7]]])
-    nn = HammingNeighbors().fit(db)
-    for k in (1, 100, 2500):
-        assert_same(nn.kneighbors(queries, n_neighbors=k), brute_kneighbors(db, queries, k))
-
-
-def test_rescan_when_the_sampled_cap_is_too_tight():
-    # Every sampled row (a stride of the database) equals the query and all others are far, so the
-    # cap is 0 with only 4,096 rows under it: k = 5,000 must come from the rescan, still exact.
-    n, n_bits, k = 100_000, 64, 5000
-    rng = np.random.default_rng(1)
-    db = np.ones((n, n_bits), np.uint8)
-    db[:, :8] = rng.integers(0, 2, (n, 8))
-    stride = n // 4096
-    db[np.arange(4096) * stride] = 0
-    queries = np.zeros((2, n_bits), np.uint8)
-    assert_same(HammingNeighbors(n_neighbors=k).fit(db).kneighbors(queries), brute_kneighbors(db, queries, k))
-
-
-def test_results_do_not_depend_on_threads_and_restore_numba_setting():
-    rng = np.random.default_rng(3)
-    db = random_codes(rng, 5000, 64, n_distinct=50)
-    queries = random_codes(rng, 100, 64)
-    before = numba.get_num_threads()
-    one = HammingNeighbors(n_neighbors=30, n_jobs=1).fit(db).kneighbors(queries)
-    assert numba.get_num_threads() == before
-    for n_jobs in (None, -1, 2):
-        assert_same(HammingNeighbors(n_neighbors=30, n_jobs=n_jobs).fit(db).kneighbors(queries), one)
-        assert numba.get_num_threads() == before
 
 
 # ---------------------------------------------------------------------- radius
@@ -248,7 +164,7 @@ def test_partial_fit_appends_with_continuing_indices():
     assert nn.n_samples_fit_ == 500
     assert_same(nn.kneighbors(queries), whole.kneighbors(queries))
     assert_same(nn.kneighbors(), whole.kneighbors())
-    with pytest.raises(ValueError, match="33-bit"):
+    with pytest.raises(InputError, match="expecting 33 features"):
         nn.partial_fit(random_codes(rng, 3, 32))
 
 
@@ -280,33 +196,45 @@ def test_clear_errors():
         HammingNeighbors().kneighbors(db)
     with pytest.raises(NotFittedError):
         HammingNeighbors().radius_neighbors(db, radius=1)
-    with pytest.raises(ValueError, match="16-bit"):
+    # Widths, emptiness, NaN: scikit-learn's own checks and messages, raised as skhash's InputError.
+    with pytest.raises(InputError, match="X has 15 features, but HammingNeighbors is expecting 16 features"):
         nn.kneighbors(random_codes(rng, 2, 15))
-    with pytest.raises(ValueError, match="16-bit"):
+    with pytest.raises(InputError, match="X has 17 features, but HammingNeighbors is expecting 16 features"):
         nn.radius_neighbors(random_codes(rng, 2, 17), radius=1)
-    with pytest.raises(ValueError, match="n_neighbors <= n_samples_fit"):
+    with pytest.raises(InputError, match="n_neighbors <= n_samples_fit"):
         nn.kneighbors(db, n_neighbors=11)
-    with pytest.raises(ValueError, match="n_neighbors < n_samples_fit"):
+    with pytest.raises(InputError, match="n_neighbors < n_samples_fit"):
         nn.kneighbors(n_neighbors=10)
     assert nn.kneighbors(n_neighbors=9)[1].shape == (10, 9)
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(InputError, match="positive integer"):
         nn.kneighbors(db, n_neighbors=0)
-    with pytest.raises(ValueError, match="empty database"):
+    with pytest.raises(InputError, match=r"0 sample\(s\) \(shape=\(0, 16\)\) while a minimum of 1"):
         HammingNeighbors().fit(np.zeros((0, 16)))
+    with pytest.raises(InputError, match=r"0 feature\(s\)"):
+        HammingNeighbors().fit(np.zeros((3, 0)))
+    assert nn.kneighbors(np.zeros((0, 16)))[1].shape == (0, 3)  # no queries is no error
     nan_codes = rng.normal(size=(5, 16))
     nan_codes[2, 3] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(InputError, match="NaN"):
         HammingNeighbors().fit(nan_codes)
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(InputError, match="NaN"):
         nn.kneighbors(nan_codes)
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(InputError, match="radius must be a finite number >= 0"):
         nn.radius_neighbors(db, radius=-1)
+    with pytest.raises(InputError, match="radius must be a finite number >= 0"):
+        nn.radius_neighbors(db, radius=np.inf)
     with pytest.raises(ValueError, match="radius"):
         HammingNeighbors(radius=-0.5).fit(db)
-    with pytest.raises(ValueError, match="No radius"):
+    with pytest.raises(InputError, match="No radius"):
         nn.radius_neighbors(db)
-    with pytest.raises(ValueError, match="looks like packed bytes"):
+    with pytest.raises(InputError, match="looks like packed bytes"):
         HammingNeighbors().fit(pack_bits(db) | 2)
+    with pytest.raises(InputError, match="Complex data not supported"):
+        HammingNeighbors().fit(db + 1j)
+    with pytest.raises(InputError, match="n_jobs"):
+        HammingNeighbors(n_jobs=0).fit(db)
+    with pytest.raises(TypeError, match="Sparse data"):
+        HammingNeighbors().fit(sp.csr_matrix(db))
 
 
 def test_clear_errors_with_packed_codes():
@@ -318,98 +246,42 @@ def test_clear_errors_with_packed_codes():
         HammingNeighbors(packed=True).fit(packed_db.astype(np.int64))
     with pytest.raises(TypeError, match="uint8"):
         nn.kneighbors(packed_db.astype(np.float32))
-    with pytest.raises(ValueError, match="2 bytes per code.*3-byte"):
+    with pytest.raises(InputError, match="X has 2 features, but HammingNeighbors is expecting 3 features"):
         nn.kneighbors(packed_db[:, :2])
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(InputError, match="Expected 2D array, got 1D array"):
         nn.kneighbors(packed_db[0])
 
 
 def test_cuda_device_without_cuda_is_a_clear_error():
     db = np.eye(8, dtype=np.uint8)
     nn = HammingNeighbors(device="cuda", n_neighbors=2)
+    cpu_fitted = HammingNeighbors(n_neighbors=2).fit(db).set_params(device="cuda")
     if torch.cuda.is_available():
         assert nn.fit(db).kneighbors(db)[1].shape == (8, 2)
+        assert_same(cpu_fitted.kneighbors(db), nn.kneighbors(db))
     else:
-        with pytest.raises(RuntimeError, match="CUDA"):
+        # The searcher's device is a promise of speed: no silent fall-back to the CPU.
+        with pytest.raises(InputError, match="needs a CUDA GPU"):
             nn.fit(db)
-    with pytest.raises(ValueError, match="device"):
+        with pytest.raises(InputError, match="needs a CUDA GPU"):  # set after fitting: at the search
+            cpu_fitted.kneighbors(db)
+    with pytest.raises(InputError, match="Unknown device 'tpu'"):
         HammingNeighbors(device="tpu").fit(db)
+    assert HammingNeighbors(device="auto").fit(db).kneighbors(db)[1].shape == (8, 5)
 
 
-# ---------------------------------------------------------------------- the GPU module
-
-
-def cpu_reference(db, queries, k):
-    return HammingNeighbors(n_neighbors=k).fit(db).kneighbors(queries)
-
-
-@pytest.mark.parametrize("plan", ["all rows", "sampled", "too tight", "overflow", "64-bit keys"])
-def test_gpu_algorithm_on_torch_cpu_tensors(plan, monkeypatch):
-    # The CUDA path's logic (caps, candidate buffers, fallbacks) runs on any torch device; check it
-    # here, where no GPU is, with the torch candidate pass (the Triton kernel needs CUDA).
-    rng = np.random.default_rng(5)
-    n, n_bits, k = (40_000, 64, 50) if plan != "all rows" else (700, 45, 30)
-    db = random_codes(rng, n, n_bits)
-    db[100:400] = db[1]
-    queries = np.vstack([random_codes(rng, 6, n_bits), db[[1, 2]]])
-    index = _search_gpu.GpuIndex(pack_bits(db), n_bits, "cpu", use_triton=False)
-    if plan == "too tight":  # cap 0: fewer than k candidates for most queries
-        zero_cap = lambda q: torch.zeros(len(q), dtype=torch.int32)  # noqa: E731
-        monkeypatch.setattr(index, "_cap_plan", lambda k: (zero_cap, n))
-    if plan == "64-bit keys":  # as for databases too large for 32-bit distance * n + index keys
-        monkeypatch.setattr(_search_gpu, "_KEY32_LIMIT", 0)
-    if plan == "overflow":  # every row a candidate, buffers of k + 3
-        full_cap = lambda q: torch.full((len(q),), n_bits, dtype=torch.int32)  # noqa: E731
-        monkeypatch.setattr(index, "_cap_plan", lambda k: (full_cap, k + 3))
-    got = index.kneighbors(pack_bits(queries), k, np.full(len(queries), -1))
-    assert_same(got, cpu_reference(db, queries, k))
-    got_self = index.kneighbors(pack_bits(db[:5]), k, np.arange(5))
-    ref_self = HammingNeighbors(n_neighbors=k).fit(db).kneighbors()
-    assert_same(got_self, (ref_self[0][:5], ref_self[1][:5]))
-    offsets, dist, ind = index.radius(pack_bits(queries), 20, np.full(len(queries), -1), True)
-    ref = HammingNeighbors().fit(db)._radius_flat(queries, 20, True)
-    for a, b in zip((offsets, dist, ind), ref):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_gpu_falls_back_to_torch_when_the_kernel_fails(monkeypatch):
-    rng = np.random.default_rng(0)
-    db = random_codes(rng, 500, 30, n_distinct=50)
-    queries = random_codes(rng, 4, 30)
-    index = _search_gpu.GpuIndex(pack_bits(db), 30, "cpu")  # kernel chosen automatically
-    index.use_triton = True  # as on a CUDA device with Triton installed
-
-    def broken(*args):
-        raise RuntimeError("no kernel for this GPU")
-
-    monkeypatch.setattr(index, "_candidates_triton", broken)
-    with pytest.warns(RuntimeWarning, match="torch path"):
-        got = index.kneighbors(pack_bits(queries), 7, np.full(4, -1))
-    assert_same(got, cpu_reference(db, queries, 7))
-    assert not index.use_triton
-    explicit = _search_gpu.GpuIndex(pack_bits(db), 30, "cpu", use_triton=True)
-    monkeypatch.setattr(explicit, "_candidates_triton", broken)
-    with pytest.raises(RuntimeError, match="no kernel"):
-        explicit.kneighbors(pack_bits(queries), 7, np.full(4, -1))
-
-
-@cuda
-@pytest.mark.gpu
-@pytest.mark.parametrize("use_triton", [False] + ([True] if _search_gpu.triton_available() else []))
-@pytest.mark.parametrize("n_bits", [13, 64, 128, 256])
-def test_gpu_equals_cpu(use_triton, n_bits):
-    rng = np.random.default_rng(n_bits)
-    db = random_codes(rng, 200_000, n_bits)
-    db[1000:5000] = db[3]
-    queries = np.vstack([random_codes(rng, 300, n_bits), db[[3, 4, 5]]])
-    cpu = HammingNeighbors().fit(db)
-    index = _search_gpu.GpuIndex(pack_bits(db), n_bits, "cuda", use_triton=use_triton)
-    for k in (1, 10, 100, 1000, 5000):
-        got = index.kneighbors(pack_bits(queries), k, np.full(len(queries), -1))
-        assert_same(got, cpu.kneighbors(queries, n_neighbors=k))
-    exclude = np.arange(200)  # as X=None does: each query leaves its own row out
-    got = index.kneighbors(pack_bits(db[:200]), 50, exclude)
-    assert_same(got, cpu._cpu_kneighbors(pack_bits(db[:200]), 50, exclude))
+def test_searcher_pickled_before_it_held_an_index_still_loads():
+    rng = np.random.default_rng(1)
+    db = random_codes(rng, 200, 20, n_distinct=30)
+    nn = HammingNeighbors(n_neighbors=4).fit(db)
+    old_state = {k: v for k, v in nn.__getstate__().items() if k != "_index"}
+    old_state.update(_fit_codes=pack_bits(db), _db_t=None, _gpu=None)  # how searchers pickled then
+    old = HammingNeighbors.__new__(HammingNeighbors)
+    old.__setstate__(old_state)
+    assert isinstance(old._index, CpuIndex) and not hasattr(old, "_fit_codes")
+    assert_same(old.kneighbors(db[:7]), nn.kneighbors(db[:7]))
+    old.partial_fit(db[:3])
+    assert_same(old.kneighbors(), brute_kneighbors(np.vstack([db, db[:3]]), np.vstack([db, db[:3]]), 4, True))
 
 
 @cuda
@@ -449,6 +321,6 @@ def test_gpu_searcher_pickles_without_cuda_state():
     nn = HammingNeighbors(n_neighbors=5, device="cuda").fit(db)
     ref = nn.kneighbors(db[:10])
     loaded = pickle.loads(pickle.dumps(nn))
-    assert loaded._gpu is None
+    assert loaded._index.codes is None  # the device rows are rebuilt, not pickled
     assert_same(loaded.kneighbors(db[:10]), ref)
     assert_same(loaded.set_params(device="cpu").kneighbors(db[:10]), ref)

@@ -1,57 +1,26 @@
-"""Exact nearest-neighbour search over binary codes by Hamming distance.
-
-:class:`HammingNeighbors` follows :class:`sklearn.neighbors.NearestNeighbors` wherever its semantics
-apply, with two differences that come from what Hamming distances are: distances are integers (the
-number of differing bits, not scikit-learn's fraction), and results are exact and deterministic, each
-row sorted by ``(distance, database index)``.
-
-The CPU search lives in :mod:`skhash._search_cpu` (numba), the CUDA search in
-:mod:`skhash._search_gpu` (torch, and Triton when it is installed). Bit layout is
-:mod:`skhash.codes`' business: this module only calls it.
-"""
+"""The estimator: :class:`HammingNeighbors` holds an index and answers scikit-learn's neighbour queries."""
 
 import math
 import numbers
-from contextlib import contextmanager
 
-import numba
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from . import _search_cpu
-from .codes import pack_bits, pack_words, to_bits
+from .._search import CpuIndex, make_index
+from .._validation import (
+    InputError,
+    check_n_jobs,
+    check_nonnegative_real,
+    check_positive_int,
+    resolve_device,
+    validate_params,
+)
+from ..codes import check_codes
 
 __all__ = ["HammingNeighbors"]
-
-# Scratch for one query's candidates is about (2k + 64) x 12 bytes; a block of queries keeps its
-# candidate buffers within this many bytes so they stay in L2 next to the database tile.
-_BLOCK_SCRATCH_BYTES = 1 << 19
-_MAX_BLOCK = 64
-
-
-@contextmanager
-def _numba_threads(n_jobs):
-    """Run numba's parallel loops on ``n_jobs`` threads, then restore the caller's setting."""
-    old = numba.get_num_threads()
-    limit = numba.config.NUMBA_NUM_THREADS
-    if n_jobs is None:
-        n = old
-    elif n_jobs < 0:
-        n = limit + 1 + n_jobs
-    else:
-        n = n_jobs
-    numba.set_num_threads(min(max(1, n), limit))
-    try:
-        yield numba.get_num_threads()
-    finally:
-        numba.set_num_threads(old)
-
-
-def _is_cuda(device):
-    return str(device).startswith("cuda")
 
 
 class HammingNeighbors(BaseEstimator):
@@ -75,10 +44,13 @@ class HammingNeighbors(BaseEstimator):
         Hamming radius (in bits, inclusive) :meth:`radius_neighbors` uses unless told otherwise.
     packed : bool, default=False
         ``False``: ``X`` holds one column per bit (``{0, 1}``, booleans, ``±1`` or continuous codes;
-        ``bit = x > 0``). ``True``: ``X`` holds uint8 bytes as :func:`numpy.packbits` (or
-        :func:`skhash.codes.pack_bits`) makes them along axis 1, 8 bits per column.
+        ``bit = x > 0``; uint8 must be 0 or 1, since uint8 above 1 is what packed bytes look like).
+        ``True``: ``X`` holds uint8 bytes as :func:`numpy.packbits` (or :func:`skhash.codes.pack_bits`)
+        makes them along axis 1, 8 bits per column.
     device : str, default="cpu"
-        ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` to search on a GPU (needs torch with CUDA).
+        ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` to search on a GPU (needs torch with CUDA; without it
+        :meth:`fit` raises an error), or ``"auto"``: a GPU when there is one, else the CPU. It may be
+        changed after fitting (``set_params``); the next search moves the index.
     n_jobs : int, default=None
         Threads of the CPU search. ``None`` uses every thread numba has (unlike scikit-learn, where it
         means one): search is the bottleneck this estimator exists for. ``-1`` means all cores, ``-2``
@@ -131,7 +103,6 @@ class HammingNeighbors(BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Store the database codes.
 
@@ -147,18 +118,13 @@ class HammingNeighbors(BaseEstimator):
         self : HammingNeighbors
             The fitted searcher.
         """
-        self._check_run_params()
-        packed, n_bits, width = self._as_packed(X, fitting=True)
-        if packed.shape[0] == 0:
-            raise ValueError(
-                "X has 0 codes: cannot search an empty database. Fit on at least one code."
-            )
+        validate_params(self)
+        check_n_jobs(self.n_jobs)
+        device = resolve_device(self.device, fallback="raise")
+        packed, n_bits = self._as_packed(X, reset=True)
         self.n_bits_ = n_bits
-        self.n_features_in_ = width
         self.n_samples_fit_ = packed.shape[0]
-        self._fit_codes = packed
-        self._db_t = None
-        self._gpu = None
+        self._index = make_index(packed, n_bits, device)
         return self
 
     def partial_fit(self, X, y=None):
@@ -187,16 +153,11 @@ class HammingNeighbors(BaseEstimator):
         """
         if not hasattr(self, "n_samples_fit_"):
             return self.fit(X)
-        packed, _, _ = self._as_packed(X, fitting=False)
+        packed, _ = self._as_packed(X, reset=False)
         if packed.shape[0] == 0:
             return self
-        n_old = self.n_samples_fit_
-        self._fit_codes = np.concatenate([self._fit_codes, packed])
-        self.n_samples_fit_ = self._fit_codes.shape[0]
-        if self._db_t is not None:
-            self._db_t = self._append_words(self._db_t, n_old, packed)
-        if self._gpu is not None:
-            self._gpu.append(packed)
+        self._index.append(packed)
+        self.n_samples_fit_ = self._index.n
         return self
 
     # ------------------------------------------------------------------ queries
@@ -233,29 +194,24 @@ class HammingNeighbors(BaseEstimator):
                [0, 1]]))
         """
         check_is_fitted(self, "n_samples_fit_")
-        k = self.n_neighbors if n_neighbors is None else n_neighbors
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"n_neighbors must be a positive integer, got {k!r}.")
-        k = int(k)
+        k = check_positive_int(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors")
         queries, exclude = self._queries(X)
         n_fit = self.n_samples_fit_
         if X is None and k > n_fit - 1:
-            raise ValueError(
+            raise InputError(
                 f"Expected n_neighbors < n_samples_fit, but n_neighbors = {k}, n_samples_fit = {n_fit}: "
                 "with X=None each code is left out of its own result, so at most "
                 f"{n_fit - 1} neighbours exist. Ask for fewer."
             )
         if k > n_fit:
-            raise ValueError(
+            raise InputError(
                 f"Expected n_neighbors <= n_samples_fit, but n_neighbors = {k}, n_samples_fit = {n_fit}. "
                 "Ask for fewer neighbours or fit more codes."
             )
         if queries.shape[0] == 0:
             dist, idx = np.empty((0, k), np.int32), np.empty((0, k), np.int64)
-        elif _is_cuda(self.device):
-            dist, idx = self._gpu_index().kneighbors(queries, k, exclude)
         else:
-            dist, idx = self._cpu_kneighbors(queries, k, exclude)
+            dist, idx = self._search_index().kneighbors(queries, k, exclude)
         return (dist, idx) if return_distance else idx
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=True):
@@ -362,149 +318,52 @@ class HammingNeighbors(BaseEstimator):
 
     # ------------------------------------------------------------------ pickling
 
-    def __getstate__(self):
-        # Pickle the packed codes only: the word-major copy is rebuilt on demand, and a GPU index
-        # would tie the pickle to a CUDA machine (a searcher fitted on a GPU loads on a laptop).
-        state = super().__getstate__()
-        state = dict(state)
-        if "_db_t" in state:
-            state["_db_t"] = None
-        if "_gpu" in state:
-            state["_gpu"] = None
-        return state
+    def __setstate__(self, state):
+        # A searcher pickled before it held an index kept its packed codes as ``_fit_codes``.
+        if "_fit_codes" in state:
+            state = dict(state)
+            state["_index"] = CpuIndex(state.pop("_fit_codes"), state["n_bits_"])
+            state.pop("_db_t", None)
+            state.pop("_gpu", None)
+        super().__setstate__(state)
 
     # ------------------------------------------------------------------ internals
-
-    def _check_run_params(self):
-        if self.n_jobs == 0:
-            raise ValueError("n_jobs=0 runs nothing: pass None (all threads), -1 (all cores) or a thread count.")
-        device = str(self.device)
-        if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}.")
-        if _is_cuda(device):
-            from . import _search_gpu
-
-            _search_gpu.check_device(device)
 
     @staticmethod
     def _check_mode(mode):
         if mode not in ("connectivity", "distance"):
-            raise ValueError(f"mode must be 'connectivity' or 'distance', got {mode!r}.")
+            raise InputError(f"mode must be 'connectivity' or 'distance', got {mode!r}.")
         return mode
 
-    def _as_packed(self, X, *, fitting):
-        """``X`` as packed bytes (n, n_bytes), with its bit count and column count, checked."""
-        if sp.issparse(X):
-            raise TypeError("X is a sparse matrix; pass a dense array of codes (codes are dense by nature).")
-        arr = np.asarray(X)
-        if self.packed:
-            if arr.dtype != np.uint8:
-                raise TypeError(
-                    f"packed=True expects uint8 bytes as np.packbits makes them, got dtype {arr.dtype}. "
-                    "Pack the codes with skhash.codes.pack_bits, or pass the bits with packed=False."
-                )
-            if arr.ndim != 2 or arr.shape[1] == 0:
-                raise ValueError(
-                    f"packed codes must be a 2-D array (n_samples, n_bytes) with at least one byte, got "
-                    f"shape {arr.shape}. Reshape a single code with codes.reshape(1, -1)."
-                )
-            width = arr.shape[1]
-            if not fitting and width != self.n_features_in_:
-                raise ValueError(
-                    f"X has {width} bytes per code, but this HammingNeighbors was fitted on "
-                    f"{self.n_features_in_}-byte ({self.n_bits_}-bit) codes. Queries must have the "
-                    "database's width."
-                )
-            return np.ascontiguousarray(arr), 8 * width, width
-        if arr.dtype == np.uint8 and arr.size and arr.max() > 1:
-            raise ValueError(
-                "X is uint8 with values above 1: that looks like packed bytes. Pass packed=True for bytes "
-                "as np.packbits makes them, or bits in {0, 1}."
-            )
-        bits = to_bits(arr, name="X")
-        width = bits.shape[1]
-        if not fitting and width != self.n_bits_:
-            raise ValueError(
-                f"X has {width} bits per code, but this HammingNeighbors was fitted on {self.n_bits_}-bit "
-                "codes. Queries must have the database's width."
-            )
-        return pack_bits(bits), width, width
+    def _as_packed(self, X, *, reset):
+        """``X`` checked and packed, with its bit count; ``reset`` (fitting) records its width."""
+        # No codes is a valid query, not a valid database.
+        min_codes = 1 if reset else 0
+        return check_codes(X, packed=self.packed, estimator=self, reset=reset, ensure_min_samples=min_codes)
 
     def _queries(self, X):
         """Packed queries and, per query, a database row to leave out (-1 for none)."""
         if X is None:
-            n = self.n_samples_fit_
-            return self._fit_codes, np.arange(n, dtype=np.int64)
-        packed, _, _ = self._as_packed(X, fitting=False)
+            return self._index.packed_codes, np.arange(self.n_samples_fit_, dtype=np.int64)
+        packed, _ = self._as_packed(X, reset=False)
         return packed, np.full(packed.shape[0], -1, dtype=np.int64)
 
-    @staticmethod
-    def _append_words(db_t, n_old, packed):
-        """Append packed codes to a word-major array (rows grow geometrically, so appends amortise)."""
-        words = pack_words(packed)
-        n_new = n_old + words.shape[0]
-        need = _search_cpu.padded_rows(n_new)
-        if need > db_t.shape[1]:
-            grown = np.zeros((db_t.shape[0], max(need, 2 * db_t.shape[1])), dtype=np.uint64)
-            grown[:, :n_old] = db_t[:, :n_old]
-            db_t = grown
-        db_t[:, n_old:n_new] = words.T
-        return db_t
-
-    def _cpu_database(self):
-        if self._db_t is None:
-            words = pack_words(self._fit_codes)
-            db_t = np.zeros((words.shape[1], _search_cpu.padded_rows(words.shape[0])), dtype=np.uint64)
-            db_t[:, : words.shape[0]] = words.T
-            self._db_t = db_t
-        return self._db_t
-
-    def _gpu_index(self):
-        from . import _search_gpu
-
-        if self._gpu is None or self._gpu.device_name != str(self.device):
-            _search_gpu.check_device(str(self.device))
-            self._gpu = _search_gpu.GpuIndex(self._fit_codes, self.n_bits_, str(self.device))
-        return self._gpu
-
-    def _cpu_kneighbors(self, packed_queries, k, exclude):
-        db_t = self._cpu_database()
-        queries = pack_words(packed_queries)
-        n_q = queries.shape[0]
-        dist = np.empty((n_q, k), dtype=np.int32)
-        idx = np.empty((n_q, k), dtype=np.int64)
-        scratch = (2 * k + _search_cpu.GROUP) * 12
-        with _numba_threads(self.n_jobs) as n_threads:
-            block = max(1, min(_MAX_BLOCK, _BLOCK_SCRATCH_BYTES // scratch, math.ceil(n_q / n_threads)))
-            _search_cpu.knn_search(
-                db_t, self.n_samples_fit_, queries, k, self.n_bits_, exclude, block, dist, idx,
-            )
-        return dist, idx
+    def _search_index(self):
+        """The index, on the device the parameters name now (``set_params`` may have changed them)."""
+        device = resolve_device(self.device, fallback="raise")
+        if self._index.device_name != device:
+            self._index = make_index(self._index.packed_codes, self.n_bits_, device)
+        self._index.n_jobs = check_n_jobs(self.n_jobs)
+        return self._index
 
     def _radius_flat(self, X, radius, sort_results):
         """CSR-style radius results: offsets (n_queries + 1,), distances, indices."""
         check_is_fitted(self, "n_samples_fit_")
         r = self.radius if radius is None else radius
         if r is None:
-            raise ValueError("No radius: pass radius=... here or to the constructor.")
-        if isinstance(r, bool) or not isinstance(r, numbers.Real) or not r >= 0:
-            raise ValueError(f"radius must be a non-negative number of bits, got {r!r}.")
-        max_d = int(min(math.floor(r), self.n_bits_))
+            raise InputError("No radius: pass radius=... here or to the constructor.")
+        max_d = int(min(math.floor(check_nonnegative_real(r, "radius")), self.n_bits_))
         queries, exclude = self._queries(X)
         if queries.shape[0] == 0:
             return np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.int64)
-        if _is_cuda(self.device):
-            return self._gpu_index().radius(queries, max_d, exclude, bool(sort_results))
-        db_t = self._cpu_database()
-        words = pack_words(queries)
-        counts = np.empty(words.shape[0], dtype=np.int64)
-        with _numba_threads(self.n_jobs):
-            _search_cpu.radius_count(db_t, self.n_samples_fit_, words, max_d, exclude, counts)
-            offsets = np.zeros(words.shape[0] + 1, dtype=np.int64)
-            np.cumsum(counts, out=offsets[1:])
-            dist = np.empty(offsets[-1], dtype=np.int32)
-            idx = np.empty(offsets[-1], dtype=np.int64)
-            _search_cpu.radius_fill(
-                db_t, self.n_samples_fit_, words, max_d, exclude, offsets, bool(sort_results), dist, idx
-            )
-        return offsets, dist, idx
+        return self._search_index().radius(queries, max_d, exclude, bool(sort_results))

@@ -1,0 +1,15 @@
+"""Exact nearest-neighbour search over binary codes by Hamming distance.
+
+:class:`HammingNeighbors` follows :class:`sklearn.neighbors.NearestNeighbors` wherever its semantics
+apply, with two differences that come from what Hamming distances are: distances are integers (the
+number of differing bits, not scikit-learn's fraction), and results are exact and deterministic, each
+row sorted by ``(distance, database index)``.
+
+The estimator (``_estimator``) holds an index of :mod:`skhash._search`, chosen by its device: the CPU
+index (numba) or the CUDA index (torch, and Triton when it is installed), behind one interface. Bit
+layout is :mod:`skhash.codes`' business: this package only calls it.
+"""
+
+from ._estimator import HammingNeighbors
+
+__all__ = ["HammingNeighbors"]
