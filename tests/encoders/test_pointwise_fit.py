@@ -321,6 +321,18 @@ def test_invalid_parameters(cls, params):
         cls(n_bits=8, device="cpu", max_epochs=1, **params).fit(X, y)
 
 
+@pytest.mark.parametrize("cls", NEW + [lambda **kw: CEEncoder(balance="bihalf", **kw),
+                                 lambda **kw: OrthoHashEncoder(balance="bihalf", **kw)],
+                         ids=[c.__name__ for c in NEW] + ["CE+BiHalf", "OrthoCos+BiHalf"])
+def test_a_healthy_fit_gives_no_convergence_warning(cls, digits_split):
+    import warnings
+
+    X, _, y, _ = digits_split
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cls(n_bits=32, device="cpu", batch_size=64, max_epochs=30, random_state=0).fit(X, y)
+
+
 # ---------------------------------------------------------------- quality on digits at 64 bits
 QUALITY_EPOCHS = 100  # 400 optimiser steps on digits: seconds each, well past the curve's knee
 
