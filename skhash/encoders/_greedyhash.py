@@ -6,7 +6,7 @@ import torch
 from sklearn.utils._param_validation import Interval
 
 from ..targets import check_separable
-from ._deep import DeepHashEncoder, label_cross_entropy
+from ._deep import DeepHashEncoder, init_normal_linear, label_cross_entropy
 
 
 class SignStraightThrough(torch.autograd.Function):
@@ -34,6 +34,8 @@ class GreedyHashEncoder(DeepHashEncoder):
     A latent ``Linear(n_features, n_bits)`` gives ``h``; the codes ``b = sign(h)`` feed a
     ``Linear(n_bits, n_classes)`` classifier trained with cross-entropy, and the gradient of the sign
     is passed through unchanged. A penalty ``α · mean(| |h| − 1 |^p)`` pulls ``|h|`` towards 1.
+    The latent layer starts at ``N(0, 0.01)`` with a zero bias (as FIRe's GreedyHash); the classifier
+    starts the same way (the reference's classifier start was not found).
 
     Parameters
     ----------
@@ -106,6 +108,10 @@ class GreedyHashEncoder(DeepHashEncoder):
 
     def _build_loss_module(self, n_classes):
         return torch.nn.Linear(self.n_bits, n_classes)
+
+    def _init_parameters(self, latent, classifier, gen):
+        init_normal_linear(latent, gen)
+        init_normal_linear(classifier, gen)
 
     def _loss(self, h, y, classifier, state):
         return greedyhash_loss(h, y, classifier, alpha=self.alpha, power=self.power, multilabel=self.multilabel_)
