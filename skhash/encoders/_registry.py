@@ -28,6 +28,20 @@ ENCODERS = (
                 "CSQ: pull tanh codes to hash centres (CVPR 2020)"),
     EncoderSpec("greedyhash", "GreedyHashEncoder", "skhash.encoders._greedyhash", "deep-pointwise", True,
                 "GreedyHash: classify the signs, straight-through gradient (NeurIPS 2018)"),
+    EncoderSpec("hashnet", "HashNetEncoder", "skhash.encoders.pairwise._hashnet", "deep-pairwise", True,
+                "HashNet: weighted pairwise likelihood of tanh codes, with continuation (ICCV 2017)"),
+    EncoderSpec("dpsh", "DPSHEncoder", "skhash.encoders.pairwise._dpsh", "deep-pairwise", True,
+                "DPSH: pairwise likelihood of the batch against a memory of all training codes (IJCAI 2016)"),
+    EncoderSpec("dsdh", "DSDHEncoder", "skhash.encoders.pairwise._dsdh", "deep-pairwise", True,
+                "DSDH: DPSH's likelihood plus a classifier on discrete codes, alternating B-steps (NIPS 2017)"),
+    EncoderSpec("dhn", "DHNEncoder", "skhash.encoders.pairwise._dhn", "deep-pairwise", True,
+                "DHN: pairwise cross-entropy of the batch plus a log-cosh quantisation penalty (AAAI 2016)"),
+    EncoderSpec("dtsh", "DTSHEncoder", "skhash.encoders.pairwise._dtsh", "deep-pairwise", True,
+                "DTSH: likelihood of the batch's triplets (ACCV 2016)"),
+    EncoderSpec("dnnh", "DNNHEncoder", "skhash.encoders.pairwise._dnnh", "deep-pairwise", True,
+                "DNNH: divide-and-encode head, triplet ranking hinge on codes in [0, 1] (CVPR 2015)"),
+    EncoderSpec("shbdnn", "SHBDNNEncoder", "skhash.encoders.pairwise._shbdnn", "deep-pairwise", True,
+                "SH-BDNN: code inner products regressed onto +-1 similarities, B = sgn(H) steps (ECCV 2016)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")
