@@ -272,12 +272,18 @@ def naive_triplet_mean(scores, y, f):
     return torch.stack(per_anchor).mean()
 
 
-@pytest.mark.parametrize("scale", [1.0, 30.0])
-@pytest.mark.parametrize("chunk", [1, 10**6])
-def test_dtsh_loss_matches_the_triplet_loop(scale, chunk, monkeypatch):
+@pytest.fixture(params=[(True, 1), (True, 10**6), (False, 1), (False, 10**6)], ids=lambda p: f"dense={p[0]}-chunk={p[1]}")
+def triplet_path(request, monkeypatch):
+    """Both ways of summing triplets (all B³ differences, or the positive pairs' rows), chunked to the
+    smallest piece and not chunked."""
     from skhash.encoders.pairwise._pairs import triplet_mean
 
-    monkeypatch.setattr(triplet_mean, "__kwdefaults__", {"chunk_elements": chunk})  # 1: an anchor per chunk
+    dense, chunk = request.param
+    monkeypatch.setattr(triplet_mean, "__kwdefaults__", {"chunk_elements": chunk, "dense": dense})
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_dtsh_loss_matches_the_triplet_loop(scale, triplet_path):
     rng = np.random.default_rng(0)
     u0 = scale * rng.normal(size=(6, 5))
     y = [0, 0, 1, 1, 1, 2]  # anchor 5 has no positive: it is left out
@@ -295,7 +301,7 @@ def test_dtsh_loss_matches_the_triplet_loop(scale, chunk, monkeypatch):
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-8, atol=1e-12)
 
 
-def test_dtsh_at_psi_beyond_100_is_finite():
+def test_dtsh_at_psi_beyond_100_is_finite(triplet_path):
     u = torch.tensor([[10.0, 0], [10.0, 0], [-10.0, 0]], requires_grad=True)  # ψ = 100 + 100 − 5, and swapped
     for y in ([0, 0, 1], [0, 1, 1]):
         loss = dtsh_loss(u, torch.tensor(y), False, alpha=5.0, lambda_q=0.0)
@@ -322,7 +328,7 @@ def test_piecewise_threshold_and_its_gradient():
     assert s.grad.tolist() == [0, 0, 1, 1, 1, 0, 0]
 
 
-def test_dnnh_loss_matches_the_triplet_loop():
+def test_dnnh_loss_matches_the_triplet_loop(triplet_path):
     rng = np.random.default_rng(1)
     f0 = rng.random((7, 4))
     y = [0, 1, 0, 2, 1, 1, 3]

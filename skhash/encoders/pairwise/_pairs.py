@@ -148,35 +148,64 @@ def discrete_target(bank, index, u):
 
 
 # ---------------------------------------------------------------------- triplets
+def _triplets_dense(scores, pos_w, neg, fn, chunk_elements):
+    """All (anchor, B, B) differences, anchor chunk by chunk: static shapes, so a CUDA graph can hold it."""
+    b = scores.shape[0]
+    total = scores.new_zeros(())
+    grad = torch.zeros_like(scores)
+    step = max(1, chunk_elements // (b * b))
+    for a in range(0, b, step):
+        g = scores[a : a + step]
+        value, slope = fn(g.unsqueeze(2) - g.unsqueeze(1))  # (anchor, positive, negative)
+        # The masks enter as batched matrix-vector products: no (anchor, B, B) mask is formed.
+        pw, ng = pos_w[a : a + step], neg[a : a + step]
+        total += (torch.bmm(value, ng.unsqueeze(2)).squeeze(2) * pw).sum()
+        grad[a : a + step] = (
+            torch.bmm(slope, ng.unsqueeze(2)).squeeze(2) * pw - torch.bmm(pw.unsqueeze(1), slope).squeeze(1) * ng
+        )
+    return total, grad
+
+
+def _triplets_of_positive_pairs(scores, pos_w, neg, fn, chunk_elements):
+    """Only the (anchor, positive) pairs against every row: ``P·B`` differences instead of ``B³``.
+
+    With C balanced classes a row has about B/C positives, so this is about C times less work; the
+    pairs are found with ``nonzero``, a data-dependent shape, hence not on the CUDA-graph path.
+    """
+    b = scores.shape[0]
+    total = scores.new_zeros(())
+    grad = torch.zeros_like(scores)
+    anchors, positives = pos_w.nonzero(as_tuple=True)
+    step = max(1, chunk_elements // b)
+    for a in range(0, len(anchors), step):
+        q, p = anchors[a : a + step], positives[a : a + step]
+        value, slope = fn(scores[q, p].unsqueeze(1) - scores[q])  # (pair, negative)
+        mask = neg[q] * pos_w[q, p].unsqueeze(1)
+        total += (value * mask).sum()
+        mask *= slope
+        grad.index_put_((q, p), mask.sum(1), accumulate=True)
+        grad.index_add_(0, q, -mask)
+    return total, grad
+
+
 class _TripletMean(torch.autograd.Function):
-    """Anchor-averaged mean of ``f(G_qp − G_qn)`` over in-batch triplets, chunk by chunk of anchors.
+    """Anchor-averaged mean of ``f(G_qp − G_qn)`` over in-batch triplets.
 
     For each anchor ``q`` with at least one positive and one negative, the mean over its P×N triplets;
     then the mean over those anchors (DTSH's public toolkits' weighting). ``fn(x)`` returns the value and
     the slope of ``f`` elementwise (it may overwrite ``x``); the gradient with respect to ``G`` is
-    accumulated in the forward.
+    accumulated in the forward. On CUDA every (anchor, B, B) difference is formed (static shapes for
+    the CUDA graph, and cheap there); elsewhere only the (anchor, positive) pairs' rows.
     """
 
     @staticmethod
-    def forward(ctx, scores, pos, neg, fn, chunk_elements):
-        b = scores.shape[0]
+    def forward(ctx, scores, pos, neg, fn, chunk_elements, dense):
         n_pos, n_neg = pos.sum(1), neg.sum(1)
         valid = ((n_pos > 0) & (n_neg > 0)).to(scores.dtype)
         weight = valid / (n_pos * n_neg).clamp(min=1) / valid.sum().clamp(min=1)
         pos_w = pos * weight.unsqueeze(1)
-        total = scores.new_zeros(())
-        grad = torch.zeros_like(scores)
-        step = max(1, chunk_elements // (b * b))
-        for a in range(0, b, step):
-            g = scores[a : a + step]
-            value, slope = fn(g.unsqueeze(2) - g.unsqueeze(1))  # (anchor, positive, negative)
-            # The masks enter as batched matrix-vector products: no (anchor, B, B) mask is formed.
-            pw, ng = pos_w[a : a + step], neg[a : a + step]
-            total += (torch.bmm(value, ng.unsqueeze(2)).squeeze(2) * pw).sum()
-            grad[a : a + step] = (
-                torch.bmm(slope, ng.unsqueeze(2)).squeeze(2) * pw
-                - torch.bmm(pw.unsqueeze(1), slope).squeeze(1) * ng
-            )
+        sums = _triplets_dense if dense else _triplets_of_positive_pairs
+        total, grad = sums(scores, pos_w, neg, fn, chunk_elements)
         ctx.save_for_backward(grad)
         return total
 
@@ -184,10 +213,10 @@ class _TripletMean(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         (grad,) = ctx.saved_tensors
-        return grad * grad_out, None, None, None, None
+        return grad * grad_out, None, None, None, None, None
 
 
-def triplet_mean(scores, pos, neg, fn, *, chunk_elements=TRIPLET_CHUNK_ELEMENTS):
+def triplet_mean(scores, pos, neg, fn, *, chunk_elements=TRIPLET_CHUNK_ELEMENTS, dense=None):
     """Mean of ``f(scores[q, p] − scores[q, n])`` over the batch's triplets (see :class:`_TripletMean`).
 
     Parameters
@@ -198,8 +227,14 @@ def triplet_mean(scores, pos, neg, fn, *, chunk_elements=TRIPLET_CHUNK_ELEMENTS)
         0/1 masks of each anchor's positives (the anchor itself excluded) and negatives.
     fn : callable
         ``fn(x) -> (f(x), f'(x))``, elementwise; it may overwrite ``x`` (a scratch of differences).
+    chunk_elements : int
+        Differences formed at once.
+    dense : bool or None
+        Form all B³ differences (True) or only the positive pairs' (False); None: dense on CUDA.
     """
-    return _TripletMean.apply(scores, pos, neg, fn, int(chunk_elements))
+    if dense is None:
+        dense = scores.is_cuda
+    return _TripletMean.apply(scores, pos, neg, fn, int(chunk_elements), bool(dense))
 
 
 def triplet_masks(y, multilabel, dtype):
