@@ -89,8 +89,10 @@ class DNNHEncoder(PairwiseHashEncoder):
     Networks", CVPR 2015. On frozen features only the divide-and-encode head is kept (the paper's
     shared sub-network is the feature extractor).
 
-    Cost: every triplet of the batch, O(B³) time per step (B = 256: 16.7M triplets) and O(B²) memory
-    plus a chunk of at most 4M triplets at a time. The anchor is not its own positive. With many classes
+    Cost: every triplet of the batch. On CUDA all B³ differences are formed (B = 256: 16.7M, static
+    shapes for the CUDA graph); on the CPU only the rows of the P similar pairs, O(P·B) with P about
+    B²/C for C balanced classes. Memory O(B²) plus a chunk of at most 4M differences at a time. The
+    anchor is not its own positive. With many classes
     few rows of a batch have a positive; ``fit`` warns when a row has on average fewer than one similar
     row in its batch.
 

@@ -5,8 +5,9 @@ Costs, in the terms every method's docstring uses (B = ``batch_size``, n = train
 C = classes):
 
 - pairs within the batch: O(B²·K) time and O(B²) memory per step;
-- triplets within the batch: O(B³) time per step, memory O(B²) plus a chunk of anchors (at most
-  ``TRIPLET_CHUNK_ELEMENTS`` triplets at a time);
+- triplets within the batch: O(B³) time per step on CUDA (all differences, static shapes for the CUDA
+  graph), O(P·B) on the CPU (only the P similar pairs' rows, P ≈ B²/C); memory O(B²) plus a chunk of
+  at most ``TRIPLET_CHUNK_ELEMENTS`` differences;
 - the batch against a memory bank of all n training codes: O(B·n·K) time per step, n·K floats for the
   bank (1.2M × 128 float32 = 0.6 GB) plus a label bank, the step's scratch O(B·chunk) whatever n is.
 
