@@ -41,14 +41,9 @@ class DHNEncoder(PairwiseHashEncoder):
     n_bits : int, default=64
     lambda_q : float, default=0.1
         Weight λ of the log-cosh quantisation penalty.
-    device : str, default="cuda"
-    batch_size : int, default=256
-    max_epochs : int or "auto", default="auto"
-    learning_rate : float, default=1e-3
-    weight_decay : float, default=5e-4
-    random_state : int, RandomState instance or None, default=None
-    verbose : int, default=0
-        As in :class:`skhash.OrthoHashEncoder`.
+    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose
+        The common deep constructor's, as in :class:`skhash.OrthoHashEncoder` (defaults "cuda", 256,
+        "auto", 1e-3, 5e-4, None, 0).
 
     Attributes
     ----------

@@ -69,14 +69,9 @@ class HashNetEncoder(PairwiseHashEncoder):
         The scale α of the inner products in the likelihood.
     continuation_stages : int, default=5
         Stages of β over the run: β = √1, √2, ..., √stages.
-    device : str, default="cuda"
-    batch_size : int, default=256
-    max_epochs : int or "auto", default="auto"
-    learning_rate : float, default=1e-3
-    weight_decay : float, default=5e-4
-    random_state : int, RandomState instance or None, default=None
-    verbose : int, default=0
-        As in :class:`skhash.OrthoHashEncoder`.
+    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose
+        The common deep constructor's, as in :class:`skhash.OrthoHashEncoder` (defaults "cuda", 256,
+        "auto", 1e-3, 5e-4, None, 0).
 
     Attributes
     ----------
