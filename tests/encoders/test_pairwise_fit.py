@@ -292,6 +292,17 @@ def test_hashnet_continuation_brings_the_training_codes_to_binary(digits_split):
     assert quantisation_error(raised) < quantisation_error(fixed) - 0.1
 
 
+def test_hashnet_alpha_auto_is_ten_over_the_bits(monkeypatch):
+    import skhash.encoders.pairwise._hashnet as hashnet
+
+    seen = []
+    real = hashnet.hashnet_loss
+    monkeypatch.setattr(hashnet, "hashnet_loss", lambda h, s, alpha: seen.append(alpha) or real(h, s, alpha=alpha))
+    X, y = small_data(False)
+    HashNetEncoder(40, alpha="auto", device="cpu", batch_size=64, max_epochs=1).fit(X, y)
+    assert set(seen) == {0.25}
+
+
 def test_dpsh_memory_holds_the_latest_codes_of_the_batch():
     X, y = small_data(False)
     enc = DPSHEncoder(8, device="cpu", random_state=0)

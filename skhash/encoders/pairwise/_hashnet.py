@@ -5,7 +5,7 @@ import math
 import numbers
 
 import torch
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._pairs import PairwiseHashEncoder, pair_nll, pair_similarity
 
@@ -56,7 +56,7 @@ class HashNetEncoder(PairwiseHashEncoder):
     batch are similar; ``fit`` warns when a row has on average fewer than one similar row in its batch.
 
     Where the sources differ: α = 1 and β starting at 1 are the OrthoHash supplement's Table 1 (thuml's
-    code uses α = 10/K and DeepHash-pytorch 0.1). The paper's schedule is not given in numbers; FIRe's
+    code uses α = 10/K, ``alpha="auto"`` here, and DeepHash-pytorch 0.1). The paper's schedule is not given in numbers; FIRe's
     (β = √(⌊epoch/20⌋ + 1)) never moves in a 10-epoch run, so the stages here are fractions of the run.
     The paper's graded multi-label similarity ``c_ij`` is not used (no public code does). thuml's code
     weighs positives by a per-data-set constant and does not multiply ``s·θ`` by α; this follows the
@@ -65,8 +65,12 @@ class HashNetEncoder(PairwiseHashEncoder):
     Parameters
     ----------
     n_bits : int, default=64
-    alpha : float, default=1.0
-        The scale α of the inner products in the likelihood.
+    alpha : float or "auto", default=1.0
+        The scale α of the inner products in the likelihood. ``"auto"`` is thuml's ``10 / n_bits``, which
+        keeps ``α⟨h_i, h_j⟩`` within ±10 at any code length. With α = 1 the likelihood asks dissimilar
+        codes to be nearly opposite, which more than two classes cannot all be, and long codes suffer:
+        on digits (batches of 64, 20 epochs) α = 1 gave 0.65/0.66 test mAP at 16/64 bits, ``"auto"``
+        0.72/0.84.
     continuation_stages : int, default=5
         Stages of β over the run: β = √1, √2, ..., √stages.
     device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose
@@ -94,7 +98,7 @@ class HashNetEncoder(PairwiseHashEncoder):
 
     _parameter_constraints = {
         **PairwiseHashEncoder._parameter_constraints,
-        "alpha": [Interval(numbers.Real, 0, None, closed="neither")],
+        "alpha": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "continuation_stages": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
@@ -127,10 +131,13 @@ class HashNetEncoder(PairwiseHashEncoder):
         # A device tensor changed in place between epochs, so a captured CUDA graph reads the new β.
         return {"beta": torch.ones((), device=device)}
 
+    def _alpha(self):
+        return 10.0 / self.n_bits if self.alpha == "auto" else float(self.alpha)
+
     def _batch_loss(self, batch, latent, loss_module, state):
         h = torch.tanh(state["beta"] * latent(batch.x))
         s = pair_similarity(batch.y, batch.y, self.multilabel_, h.dtype)
-        return hashnet_loss(h, s, alpha=self.alpha)
+        return hashnet_loss(h, s, alpha=self._alpha())
 
     def _epoch_end(self, context):
         n_epochs = self._epochs_of_fit(context)
