@@ -438,3 +438,29 @@ def test_pickle_round_trip_keeps_the_codes(cls):
     assert not hasattr(enc, "_fit_y")  # the training labels are not kept
     again = pickle.loads(pickle.dumps(enc))
     np.testing.assert_array_equal(again.transform(X), enc.transform(X))
+
+
+# ---------------------------------------------------------------- GPU (skipped without CUDA)
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+@pytest.mark.parametrize("multilabel", [False, True], ids=["labels", "multilabel"])
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_cuda_graph_path_equals_eager_path_and_the_cpu(cls, multilabel):
+    """Every step (memory writes, β, the dense triplets, the B-steps between replays) captures in a graph."""
+    import skhash.encoders._loop as loop
+
+    X, y = small_data(multilabel, n=512)
+
+    def fit(device, graph=True):
+        enc = cls(8, device=device, batch_size=32, max_epochs=4, random_state=0)
+        enc.training_loop = loop.TrainingLoop(tf32=False, cuda_graph=graph)
+        return enc.fit(X, y)
+
+    fast, eager, cpu = fit("cuda"), fit("cuda", graph=False), fit("cpu")
+    assert fast.device_.startswith("cuda")
+    np.testing.assert_allclose(fast.latent_weight_, eager.latent_weight_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fast.loss_curve_, eager.loss_curve_, rtol=1e-4)
+    np.testing.assert_allclose(fast.latent_weight_, cpu.latent_weight_, rtol=1e-3, atol=1e-5)
+    assert np.mean(fast.transform(X) == cpu.transform(X)) > 0.99
