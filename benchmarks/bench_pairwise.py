@@ -12,6 +12,10 @@ gives the median mAP and the median time per step; "ms/step" is the fit's wall t
 optimiser steps (it includes the epoch-end discrete steps of DSDH and SH-BDNN).
 
     python benchmarks/bench_pairwise.py [--bits 16 32 64] [--seeds 0 1 2] [--device cpu] [--no-reference]
+
+``--bank-rows 10000 100000 1000000`` times instead one step of the memory-bank likelihood (DPSH's and
+DSDH's: forward and backward of a batch of 256 codes of 128 bits against n_train stored codes), the
+part of their step that grows with the training set.
 """
 
 import argparse
@@ -34,6 +38,7 @@ from skhash import (
     OrthoHashEncoder,
     SHBDNNEncoder,
 )
+from skhash.encoders.pairwise._pairs import bank_likelihood_loss
 from skhash.metrics import leave_one_out_map
 
 PAIRWISE = {
@@ -70,6 +75,27 @@ def run(cls, data, n_bits, seeds, device):
     return float(np.median(maps)), float(np.median(per_step))
 
 
+def time_bank_step(n_rows, device, batch=256, n_bits=128, classes=1000, repeats=3):
+    """Median seconds of one bank-likelihood forward + backward (the memory filled with random codes)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    bank = torch.randn(n_rows, n_bits, generator=gen).to(device)
+    bank_y = torch.randint(0, classes, (n_rows,), generator=gen).to(device)
+    u = torch.randn(batch, n_bits, generator=gen).to(device).requires_grad_()
+    y = bank_y[:batch]
+    times = []
+    for _ in range(repeats + 1):  # the first call warms up
+        if device != "cpu":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        bank_likelihood_loss(u, bank, y, bank_y, torch.sign(u.detach()), eta=10.0, multilabel=False).backward()
+        if device != "cpu":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times[1:]))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
@@ -78,7 +104,13 @@ def main():
     p.add_argument("--data", nargs="+", default=["digits", "multilabel"], choices=["digits", "multilabel"])
     p.add_argument("--methods", nargs="+", default=None, help="names of the rows to run (default: all)")
     p.add_argument("--no-reference", action="store_true", help="leave out OrthoHash, CSQ and GreedyHash")
+    p.add_argument("--bank-rows", type=int, nargs="+", default=None, help="time the bank step at these sizes")
     a = p.parse_args()
+    if a.bank_rows:
+        print("| n_train | ms per bank step (B=256, K=128) |\n|---|---|")
+        for n in a.bank_rows:
+            print(f"| {n:,} | {1000 * time_bank_step(n, a.device):.1f} |", flush=True)
+        return
     methods = dict(PAIRWISE) if a.no_reference else {**REFERENCE, **PAIRWISE}
     if a.methods:
         methods = {k: v for k, v in methods.items() if k in a.methods}
