@@ -65,6 +65,10 @@ class CSQEncoder(DeepHashEncoder):
     weight_decay : float, default=5e-4
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
+    n_jobs : int or None, default=None
+        CPU threads for training, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small steps and up to two for large ones, which stays fast on a busy machine
+        (``skhash.encoders._loop.cpu_threads``). Ignored when training on a GPU.
 
     Attributes
     ----------
@@ -106,6 +110,7 @@ class CSQEncoder(DeepHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.lambda_q = lambda_q
@@ -117,6 +122,7 @@ class CSQEncoder(DeepHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _prepare_classes(self, n_classes, rng):
         if isinstance(self.targets, str):

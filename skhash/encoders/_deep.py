@@ -188,6 +188,8 @@ class DeepHashEncoder(BaseHashEncoder, metaclass=ABCMeta):
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "n_jobs": [None, Interval(numbers.Integral, None, -1, closed="right"),
+                   Interval(numbers.Integral, 1, None, closed="left")],
     }
     # Whether fit needs labels; unsupervised methods set False.
     _requires_y = True

@@ -206,6 +206,10 @@ class OrthoHashEncoder(DeepHashEncoder):
         Seeds targets, initialisation and shuffling.
     verbose : int, default=0
         ``1`` shows a progress bar over epochs with the running loss.
+    n_jobs : int or None, default=None
+        CPU threads for training, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small steps and up to two for large ones, which stays fast on a busy machine
+        (``skhash.encoders._loop.cpu_threads``). Ignored when training on a GPU.
 
     Attributes
     ----------
@@ -274,6 +278,7 @@ class OrthoHashEncoder(DeepHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.margin = margin
@@ -289,6 +294,7 @@ class OrthoHashEncoder(DeepHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _prepare_classes(self, n_classes, rng):
         self.targets_ = fixed_targets(self.targets, n_classes, self.n_bits, rng)

@@ -41,7 +41,7 @@ class DHNEncoder(PairwiseHashEncoder):
     n_bits : int, default=64
     lambda_q : float, default=0.1
         Weight λ of the log-cosh quantisation penalty.
-    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose
+    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose, n_jobs
         The common deep constructor's, as in :class:`skhash.OrthoHashEncoder` (defaults "cuda", 256,
         "auto", 1e-3, 5e-4, None, 0).
 
@@ -79,6 +79,7 @@ class DHNEncoder(PairwiseHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.lambda_q = lambda_q
@@ -89,6 +90,7 @@ class DHNEncoder(PairwiseHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _batch_loss(self, batch, latent, loss_module, state):
         u = latent(batch.x)

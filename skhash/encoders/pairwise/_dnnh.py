@@ -108,7 +108,7 @@ class DNNHEncoder(PairwiseHashEncoder):
         The hinge's margin between the similar and the dissimilar squared distance.
     epsilon : float, default=0.1
         Half-width ε of the band around ½ where the threshold passes the sigmoid (and its gradient).
-    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose
+    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose, n_jobs
         The common deep constructor's, as in :class:`skhash.OrthoHashEncoder` (defaults "cuda", 256,
         "auto", 1e-3, 5e-4, None, 0).
 
@@ -150,6 +150,7 @@ class DNNHEncoder(PairwiseHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.margin = margin
@@ -161,6 +162,7 @@ class DNNHEncoder(PairwiseHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _build_latent(self, n_features):
         return DivideAndEncode(n_features, self.n_bits)

@@ -40,7 +40,7 @@ class DPSHEncoder(PairwiseHashEncoder):
     n_bits : int, default=64
     eta : float, default=10.0
         Weight η of the quantisation penalty ``‖sgn(u) − u‖²``.
-    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose
+    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose, n_jobs
         The common deep constructor's, as in :class:`skhash.OrthoHashEncoder` (defaults "cuda", 256,
         "auto", 1e-3, 5e-4, None, 0).
 
@@ -79,6 +79,7 @@ class DPSHEncoder(PairwiseHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.eta = eta
@@ -89,6 +90,7 @@ class DPSHEncoder(PairwiseHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _memory_plan(self, n_samples, n_classes):
         return self._bank_plan(n_samples, n_classes)

@@ -112,7 +112,7 @@ class DSDHEncoder(PairwiseHashEncoder):
         Weight η of ``‖b_i − u_i‖²`` (in the network step and the B-step).
     dcc_iter : int, default=10
         Rounds of (W-step, DCC sweep) in each discrete step.
-    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose
+    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose, n_jobs
         The common deep constructor's, as in :class:`skhash.OrthoHashEncoder` (defaults "cuda", 256,
         "auto", 1e-3, 5e-4, None, 0).
 
@@ -157,6 +157,7 @@ class DSDHEncoder(PairwiseHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.mu = mu
@@ -170,6 +171,7 @@ class DSDHEncoder(PairwiseHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _memory_plan(self, n_samples, n_classes):
         plan = self._bank_plan(n_samples, n_classes)

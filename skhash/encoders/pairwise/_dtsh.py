@@ -60,7 +60,7 @@ class DTSHEncoder(PairwiseHashEncoder):
         The margin α between the similar and the dissimilar inner product.
     lambda_q : float, default=1.0
         Weight λ of the quantisation penalty.
-    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose
+    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose, n_jobs
         The common deep constructor's, as in :class:`skhash.OrthoHashEncoder` (defaults "cuda", 256,
         "auto", 1e-3, 5e-4, None, 0).
 
@@ -100,6 +100,7 @@ class DTSHEncoder(PairwiseHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.alpha = alpha
@@ -111,6 +112,7 @@ class DTSHEncoder(PairwiseHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _memory_plan(self, n_samples, n_classes):
         return self._triplet_plan(n_samples, n_classes)

@@ -73,7 +73,7 @@ class HashNetEncoder(PairwiseHashEncoder):
         0.72/0.84.
     continuation_stages : int, default=5
         Stages of β over the run: β = √1, √2, ..., √stages.
-    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose
+    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose, n_jobs
         The common deep constructor's, as in :class:`skhash.OrthoHashEncoder` (defaults "cuda", 256,
         "auto", 1e-3, 5e-4, None, 0).
 
@@ -115,6 +115,7 @@ class HashNetEncoder(PairwiseHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.alpha = alpha
@@ -126,6 +127,7 @@ class HashNetEncoder(PairwiseHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _loss_state(self, device):
         # A device tensor changed in place between epochs, so a captured CUDA graph reads the new β.

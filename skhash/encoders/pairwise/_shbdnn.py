@@ -66,7 +66,7 @@ class SHBDNNEncoder(PairwiseHashEncoder):
         λ₃, weight of ``‖hᵀh/m − I‖²`` (uncorrelated bits of unit variance).
     lambda_balance : float, default=0.01
         λ₄, weight of ``‖hᵀ𝟙‖²`` (every bit zero on average).
-    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose
+    device, batch_size, max_epochs, learning_rate, weight_decay, random_state, verbose, n_jobs
         The common deep constructor's, as in :class:`skhash.OrthoHashEncoder` (defaults "cuda", 256,
         "auto", 1e-3, 5e-4, None, 0).
 
@@ -108,6 +108,7 @@ class SHBDNNEncoder(PairwiseHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.lambda_binary = lambda_binary
@@ -120,6 +121,7 @@ class SHBDNNEncoder(PairwiseHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _memory_plan(self, n_samples, n_classes):
         plan = super()._memory_plan(n_samples, n_classes)

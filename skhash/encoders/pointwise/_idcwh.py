@@ -89,6 +89,10 @@ class IDCWHEncoder(DeepHashEncoder):
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
         The device and training recipe, as in :class:`skhash.OrthoHashEncoder`.
+    n_jobs : int or None, default=None
+        CPU threads for training, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small steps and up to two for large ones, which stays fast on a busy machine
+        (``skhash.encoders._loop.cpu_threads``). Ignored when training on a GPU.
 
     Attributes
     ----------
@@ -130,6 +134,7 @@ class IDCWHEncoder(DeepHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.gamma = gamma
@@ -142,6 +147,7 @@ class IDCWHEncoder(DeepHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _build_latent(self, n_features):
         return torch.nn.Linear(n_features, self.n_bits)
