@@ -8,6 +8,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._base import BaseHashEncoder
+from ._common import blas_threads_for
 from ._kernels import (
     AnchorKernelEncoder,
     check_not_constant,
@@ -241,8 +242,9 @@ class BREEncoder(AnchorKernelEncoder):
         pi, pj = sample_pairs(n, self.n_pairs, rng)
         target = self._targets(Xs, Y if Y is None else Y[rows], pi, pj, diag, kernel_params)
         W = 0.001 * rng.standard_normal((t, n_bits))
-        self.objective_, self.n_iter_ = _coordinate_descent(gram, position, W, pi, pj, target, self.max_iter,
-                                                            self.tol, rng)
+        with blas_threads_for(n * t):  # the sweeps' only products: a bit's scores, n × t
+            self.objective_, self.n_iter_ = _coordinate_descent(gram, position, W, pi, pj, target,
+                                                                self.max_iter, self.tol, rng)
         self._store(Xs, distinct, position, W, kernel_params)
         self.training_rows_ = rows
         self.landmarks_ = landmarks

@@ -9,6 +9,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
 from ..._validation import InputError
+from ._common import blas_threads_for
 from ._kernels import (
     ShallowEncoder,
     check_not_constant,
@@ -205,7 +206,8 @@ class ITQCCAEncoder(ShallowEncoder):
         V = np.empty((n, K))
         for start, chunk in iter_float_chunks(X):
             V[start : start + len(chunk)] = (chunk - mean) @ self.projection_
-        R, errors = itq_rotation(V, self.n_iter, check_random_state(self.random_state))
+        with blas_threads_for(n * K * K):
+            R, errors = itq_rotation(V, self.n_iter, check_random_state(self.random_state))
         self.rotation_ = R
         self.quantization_error_ = errors
         self.n_iter_ = self.n_iter

@@ -8,6 +8,7 @@ from scipy import linalg
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
+from ._common import blas_threads_for
 from ._kernels import (
     AnchorKernelEncoder,
     check_working_memory,
@@ -262,7 +263,9 @@ class KSHEncoder(AnchorKernelEncoder):
                              f"KSH's kernel features (and multi-label similarity) of {l} labelled rows",
                              "lower n_labeled or n_anchors.")
         K = rbf_features(take_rows(X, labeled), anchors, gamma) - kernel_mean
-        A, steps = ksh_projections(K, Y[labeled], self.n_bits, self.max_iter, self.tol)
+        # Each gradient step is two l × m products: one BLAS thread does them faster than two.
+        with blas_threads_for(l * m):
+            A, steps = ksh_projections(K, Y[labeled], self.n_bits, self.max_iter, self.tol)
         self.n_iter_ = int(steps.max())
         self.kernel_mean_ = kernel_mean
         self._set_kernel_hash(anchors, gamma, A, -kernel_mean @ A)

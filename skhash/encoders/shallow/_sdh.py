@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from ._common import blas_threads_for
 from ._kernels import AnchorKernelEncoder, Ridge, draw_rows, pm_one, sdh_features, take_rows, validate_fit_input
 
 # DCC sweeps over the bits at most, per B-step; a sweep that changes no bit ends it earlier.
@@ -77,7 +78,8 @@ class _SupervisedDiscreteHashing(AnchorKernelEncoder):
         rows = draw_rows(X.shape[0], self.n_anchors, rng, param="n_anchors")
         anchors = take_rows(X, rows)
         features, gamma = sdh_features(X, anchors, rows, self.sigma)
-        P = self._alternate(features, Y, rng)
+        with blas_threads_for(features.shape[0] * features.shape[1] * self.n_bits):  # Φ P, each iteration
+            P = self._alternate(features, Y, rng)
         self._set_kernel_hash(anchors, gamma, P[:-1], P[-1])
         return self
 
