@@ -399,7 +399,8 @@ def test_bad_paths_keys_and_shapes_give_clear_errors(files, pipeline, capsys, tm
     msg = error_of(
         capsys, "fit", "--features", f"{r}/train.h5:feats", *train, "--method", "csq", "--margin", 0.1
     )
-    assert "--margin applies to --method orthohash only" in msg
+    # The message lists every registered method with a margin (OrthoHash, DPN, ...), from the registry.
+    assert "--margin applies to --method orthohash" in msg and "only, not csq." in msg
 
     msg = error_of(
         capsys,
