@@ -26,11 +26,12 @@ from ._codes import (
     write_codes,
 )
 from ._rankings import read_rankings, write_rankings
-from ._specs import check_output_folder, open_features, open_h5, read_ids, read_labels, split_spec
+from ._specs import check_output_folder, check_self_contained, open_features, open_h5, read_ids, read_labels, split_spec
 
 __all__ = [
     "split_spec",
     "open_h5",
+    "check_self_contained",
     "open_features",
     "read_labels",
     "read_ids",

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._validation import InputError
 from ._errors import InputFileNotFoundError
-from ._specs import check_output_folder
+from ._specs import check_output_folder, check_self_contained
 
 __all__ = ["write_rankings", "read_rankings"]
 
@@ -114,6 +114,9 @@ def read_rankings(path):
     with _open_hdf5(path, "r", "rankings") as f:
         if "indices" not in f:
             raise InputError(f"{path}: no 'indices' data set (found {sorted(f)}); make it with 'skhash search'.")
+        present = [f[key] for key in RANKING_KEYS if key in f]
+        for dataset in present:
+            check_self_contained(dataset, path)
         indices = np.asarray(f["indices"][...])
         distances = np.asarray(f["distances"][...]) if "distances" in f else None
     if indices.ndim != 2:
