@@ -254,7 +254,9 @@ def read_ids(spec, *, name="ids"):
 
 
 def check_output_folder(path_or_group, *, name=None):
-    """Raise before any work if an output path's folder does not exist (an open h5py group passes).
+    """Raise before any work if an output path cannot be written (an open h5py group passes).
+
+    The folder must exist; a new file needs a writable folder, an existing file must be writable.
 
     Parameters
     ----------
@@ -265,7 +267,9 @@ def check_output_folder(path_or_group, *, name=None):
     Raises
     ------
     FileNotFoundError
-        Also an :class:`~skhash._validation.InputError`.
+        If the folder does not exist; also an :class:`~skhash._validation.InputError`.
+    InputError
+        If the folder (for a new file) or the file is not writable.
     """
     import h5py
 
@@ -273,6 +277,11 @@ def check_output_folder(path_or_group, *, name=None):
         return
     path = os.fspath(path_or_group)
     parent = os.path.dirname(os.path.abspath(path))
+    prefix = f"{name}: " if name else ""
     if not os.path.isdir(parent):
-        prefix = f"{name}: " if name else ""
         raise InputFileNotFoundError(f"{prefix}cannot write {path!r}: the folder {parent!r} does not exist.")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise InputError(f"{prefix}cannot write {path!r}: the file is not writable (permission denied).")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{prefix}cannot write {path!r}: the folder {parent!r} is not writable.")
