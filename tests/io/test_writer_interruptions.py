@@ -26,10 +26,12 @@ sys.path.insert(0, HERE)
 from _sign_encoder import SignEncoder  # noqa: E402
 
 EXAMPLES = int(os.environ.get("SKHASH_TRUST_EXAMPLES", "0"))
-N, D, CHUNK = 96, 6, 8
+# Big enough that the codes (3.2 MB) outgrow HDF5's chunk cache (1 MB): chunks reach the disk while
+# the write runs, as with real data, so a kill can catch a half-written data set on disk.
+N, D, CHUNK, BITS = 200_000, 4, 10_000, 128
 X = np.random.default_rng(0).normal(size=(N, D))
-OLD = SignEncoder(n_bits=12, seed=1).fit(X)
-NEW = SignEncoder(n_bits=12, seed=2).fit(X)
+OLD = SignEncoder(n_bits=BITS, seed=1).fit(X)
+NEW = SignEncoder(n_bits=BITS, seed=2).fit(X)
 OLD_CODES = np.packbits(OLD.transform(X), axis=1)
 NEW_CODES = np.packbits(NEW.transform(X), axis=1)
 assert not np.array_equal(OLD_CODES, NEW_CODES)
@@ -45,7 +47,7 @@ def _shared_file(path):
 def _assert_old_or_new(path, *, killed=False):
     """The codes are the old model's or the new model's, whole; the features are untouched."""
     codes, n_bits = read_codes(f"{path}:codes")
-    assert n_bits == 12
+    assert n_bits == BITS
     assert np.array_equal(codes, OLD_CODES) or np.array_equal(codes, NEW_CODES), "a mix of two models"
     with h5py.File(path, "r") as f:
         np.testing.assert_array_equal(f["mydata/features"][...], X)
@@ -58,7 +60,7 @@ def _assert_old_or_new(path, *, killed=False):
     assert old or new, "rankings are a mix"
 
 
-@settings(max_examples=EXAMPLES or 25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES or 8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(bad_chunk=st.integers(0, N // CHUNK - 1), how=st.sampled_from(["nan", "interrupt", "oserror"]))
 def test_exception_at_a_random_chunk(tmp_path_factory, bad_chunk, how):
     path = tmp_path_factory.mktemp("w") / "shared.h5"
@@ -73,7 +75,7 @@ def test_exception_at_a_random_chunk(tmp_path_factory, bad_chunk, how):
                        "oserror": OSError(28, "No space left on device")}[how]
             return super().transform(X)
 
-    failing = Failing(n_bits=12, seed=2).fit(X)
+    failing = Failing(n_bits=BITS, seed=2).fit(X)
     with pytest.raises((ValueError, KeyboardInterrupt, OSError)):
         write_codes(failing, X, path, "codes", overwrite=True, chunk_rows=CHUNK)
     np.testing.assert_array_equal(read_codes(f"{path}:codes")[0], OLD_CODES)
@@ -88,7 +90,7 @@ KILL_SCRIPT = textwrap.dedent(
     from _sign_encoder import SignEncoder
     from skhash.io import write_codes, write_rankings
     X = np.random.default_rng(0).normal(size=({n}, {d}))
-    new = SignEncoder(n_bits=12, seed=2, delay=0.01).fit(X)
+    new = SignEncoder(n_bits={bits}, seed=2, delay=0.01).fit(X)
     print("writing", flush=True)
     write_codes(new, X, {path!r}, "codes", overwrite=True, chunk_rows={chunk})
     write_rankings({ranks!r}, np.full((4, 2), 5), np.full((4, 2), 7), overwrite=True)
@@ -97,17 +99,17 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
-@settings(max_examples=EXAMPLES or 6, deadline=None, suppress_health_check=list(HealthCheck))
-@given(delay=st.floats(0.0, 0.25))
+@settings(max_examples=EXAMPLES or 4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(delay=st.floats(0.0, 0.6))
 def test_sigkill_at_a_random_moment(tmp_path_factory, delay):
     path = tmp_path_factory.mktemp("k") / "shared.h5"
     _shared_file(path)
-    script = KILL_SCRIPT.format(here=HERE, n=N, d=D, chunk=CHUNK, path=str(path),
+    script = KILL_SCRIPT.format(here=HERE, n=N, d=D, chunk=CHUNK, bits=BITS, path=str(path),
                                 ranks=str(path.with_suffix(".ranks.h5")))
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "writing"
-        time.sleep(delay)  # 12 chunks of 10 ms: the kill lands before, in or after the write
+        time.sleep(delay)  # 20 chunks of 10+ ms: the kill lands before, in or after the write
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
