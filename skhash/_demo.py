@@ -91,7 +91,7 @@ def run(args):
     total_start = time.perf_counter()
     plot = not args.no_plot
     if plot and not _matplotlib_available():
-        print('matplotlib is not installed, so no picture is written (pip install "skhash[plot]" to get it).')
+        print('matplotlib is not installed, so no picture is written (pip install "scikit-hash[plot]" to get it).')
         plot = False
     device = resolve_device(args.device)
     X_train, X_test, y_train, y_test = load_split()

@@ -310,7 +310,7 @@ def _dask_client(args):
     try:
         from .dask import get_client
     except ImportError as exc:
-        raise InputError(f"--scheduler/--local-cluster need Dask: pip install 'skhash[dask]' ({exc}).") from exc
+        raise InputError(f"--scheduler/--local-cluster need Dask: pip install 'scikit-hash[dask]' ({exc}).") from exc
     return get_client(args.scheduler, args.local_cluster, quiet=args.quiet)
 
 
@@ -542,8 +542,13 @@ def _positive_int(value, what="a positive integer"):
 def build_parser():
     from . import _demo
 
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="skhash", description="Learn binary hash codes and search them by Hamming distance."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"skhash {__version__} (distribution scikit-hash)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
