@@ -917,6 +917,29 @@ def build_parser(*, method_flags=True):
     return parser
 
 
+def reference_rst(width=92):
+    """The command reference in reStructuredText: each subcommand's ``--help``, from the parser itself.
+
+    ``docs/conf.py`` writes it into the documentation at every build, so the page cannot drift from the
+    command.
+    """
+    parser = build_parser()
+    lines = []
+    for parser_of_page in [parser, *_subparsers(parser).values()]:
+        parser_of_page.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=width)
+        title = f"``{parser_of_page.prog}``"
+        lines += [title, "-" * len(title), "", ".. code-block:: text", ""]
+        lines += ["   " + line if line else "" for line in parser_of_page.format_help().splitlines()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _subparsers(parser):
+    """``{name: subparser}`` of ``parser``'s subcommands, in order."""
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
 def _command_of(argv):
     """The subcommand ``argv`` names (its first word that is not an option), or None."""
     return next((a for a in argv if not str(a).startswith("-")), None)

@@ -811,3 +811,28 @@ def test_ctrl_c_early_in_fit_on_hdf5_exits_nonzero_with_one_line_and_no_output(f
         assert proc.returncode == 130, rest
         assert rest.strip() == "skhash fit: interrupted" and "Traceback" not in rest
         assert not out.exists()
+
+
+def test_the_reference_page_is_every_parser_help_verbatim():
+    import argparse
+
+    from skhash.cli import _subparsers, build_parser, reference_rst
+
+    text = reference_rst(width=92)
+    parsers = [build_parser(), *_subparsers(build_parser()).values()]
+    assert [line for line in text.splitlines() if line.startswith("``skhash")] == [
+        f"``{p.prog}``" for p in parsers
+    ]
+    for p in parsers:
+        p.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=92)
+        help_block = "\n".join("   " + line if line else "" for line in p.format_help().splitlines())
+        assert help_block in text
+        for action in p._actions:
+            for option in action.option_strings:
+                assert option in text
+    # docs/cli.rst includes the generated page, and the Sphinx build writes it (tests/test_docs.py builds it).
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    assert ".. include:: _generated/cli_reference.rst" in (docs / "cli.rst").read_text(encoding="utf-8")
+    assert "reference_rst" in (docs / "conf.py").read_text(encoding="utf-8")
