@@ -649,7 +649,6 @@ def _add_dask_options(p):
 def evaluate(indices, args):
     """Scores of ``indices`` under the protocol ``args`` names, as a dict of name -> float."""
     from . import metrics
-    from .datasets import load_revisitop, read_gldv2_solution
     from .io import read_ids, read_labels
 
     # The metrics check the rankings against the ground truth; what is checked here they cannot see:
@@ -669,6 +668,8 @@ def evaluate(indices, args):
         k = indices.shape[1] if args.at is None else args.at
         return {f"mAP@{k}": metrics.mean_average_precision(y_q, y_db, indices, k=k)}
     if args.revisitop is not None:
+        from .datasets import load_revisitop  # each protocol imports only its own reader
+
         gnd = load_revisitop(args.revisitop)
         if indices.size and indices.max() >= gnd.n_db:
             raise InputError(
@@ -691,6 +692,8 @@ def evaluate(indices, args):
         raise InputError(
             f"--query-ids has {len(query_ids)} ids but the rankings hold {indices.shape[0]} queries."
         )
+    from .datasets import read_gldv2_solution
+
     try:
         solution = read_gldv2_solution(args.gldv2, index_ids, query_ids)
     except csv.Error as exc:  # e.g. a row longer than the csv module's field limit

@@ -836,3 +836,32 @@ def test_the_reference_page_is_every_parser_help_verbatim():
     docs = Path(__file__).resolve().parents[1] / "docs"
     assert ".. include:: _generated/cli_reference.rst" in (docs / "cli.rst").read_text(encoding="utf-8")
     assert "reference_rst" in (docs / "conf.py").read_text(encoding="utf-8")
+
+
+HEAVY = ("torch", "sklearn", "numba", "scipy")
+
+
+def modules_after(*argv):
+    """Which heavy modules a fresh interpreter holds after running ``skhash ARGV``, and its status."""
+    code = (
+        "import sys; from skhash.cli import main\n"
+        "try:\n    status = main(sys.argv[1:])\nexcept SystemExit as e:\n    status = e.code\n"
+        f"print(status, *[m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True)
+    status, *loaded = done.stdout.splitlines()[-1].split()
+    return int(status), set(loaded)
+
+
+def test_commands_that_train_nothing_start_without_torch_or_sklearn(pipeline):
+    """Startup: the help of every command but fit imports none of torch, scikit-learn, numba or scipy,
+    and evaluate (mAP with labels) imports neither torch nor scikit-learn."""
+    for command in ("search", "encode", "evaluate", "demo"):
+        assert modules_after(command, "--help") == (0, set()), command
+    assert modules_after("--version") == (0, set())
+    r = pipeline
+    status, loaded = modules_after("evaluate", "--ranks", r / "ranks.h5", "--labels", f"{r}/test.h5:db/labels",
+                                   "--query-labels", f"{r}/test.h5:q/labels")
+    assert status == 0 and not loaded & {"torch", "sklearn"}
+    # The check can fail: fit's help lists every method's parameters, which imports the encoders.
+    assert "torch" in modules_after("fit", "--help")[1]
