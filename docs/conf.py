@@ -37,7 +37,7 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
 templates_path = []
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]  # _generated: included by the pages, not pages
 root_doc = "index"
 pygments_style = "sphinx"
 
@@ -104,5 +104,22 @@ class RegistryEncoders(Directive):
         return node.children
 
 
+# --------------------------------------------------------------------------------------------------
+# The command reference (cli.rst includes it) is the parser's own help, written at every build.
+# --------------------------------------------------------------------------------------------------
+GENERATED = Path(__file__).resolve().parent / "_generated"
+
+
+def _write_cli_reference(app):
+    from skhash.cli import reference_rst
+
+    GENERATED.mkdir(exist_ok=True)
+    target = GENERATED / "cli_reference.rst"
+    text = reference_rst()
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:  # unchanged: no rebuild
+        target.write_text(text, encoding="utf-8")
+
+
 def setup(app):
     app.add_directive("registry-encoders", RegistryEncoders)
+    app.connect("builder-inited", _write_cli_reference)

@@ -14,26 +14,9 @@ import time
 from .encoders._registry import encoder_names, encoder_spec, get_encoder
 
 DEFAULT_OUT = "skhash-demo.png"
-# The README's picture: OrthoHash and the two baselines of its family. Thirty methods would take minutes.
+DEFAULT_BITS = (16, 32, 64)
+# The three methods the demo was written for; all the registry's (--methods all) take many minutes.
 DEFAULT_METHODS = ("orthohash", "csq", "greedyhash")
-
-
-def add_arguments(parser):
-    parser.add_argument(
-        "--bits", type=int, nargs="+", default=[16, 32, 64], help="code lengths (default: 16 32 64)"
-    )
-    parser.add_argument(
-        "--device", default="auto", help="where to train: cpu, cuda, cuda:N or auto (default)"
-    )
-    parser.add_argument(
-        "--methods",
-        nargs="+",
-        choices=encoder_names(),
-        default=list(DEFAULT_METHODS),
-        help=f"encoders (default: {' '.join(DEFAULT_METHODS)}; any registered method)",
-    )
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"the picture's path (default: ./{DEFAULT_OUT})")
-    parser.add_argument("--no-plot", action="store_true", help="print the table only; write no picture")
 
 
 def display_name(method):
@@ -82,20 +65,93 @@ def search_all_others(bits):
     return indices, time.perf_counter() - start
 
 
+# The picture is shown in the README at about 900 pixels: 10 inches at 100 dpi, at most three panels a row.
+PICTURE_WIDTH_IN, PICTURE_DPI, PANELS_PER_ROW = 10.0, 100, 3
+
+
 def write_picture(path, separations, scores, n_bits):
-    """Histograms of each method's codes at ``n_bits`` and mAP against bits, side by side, as a PNG."""
+    """Histograms of each method's codes at ``n_bits``, then mAP against bits below them, as a PNG.
+
+    The histograms come in rows of up to three; the panels of a row share their y axis, so their heights
+    compare. The mAP axis starts at 0, so the gaps between methods are not magnified. Returns the figure.
+    """
     from matplotlib.figure import Figure
 
-    from .plotting import HammingDistanceDisplay, MAPvsBitsDisplay
+    from .plotting import MAPvsBitsDisplay
 
-    fig = Figure(figsize=(4.0 * (len(separations) + 1), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(separations) + 1)
-    for ax, (name, result) in zip(axes, separations.items()):
-        HammingDistanceDisplay(*result, name=f"{name}, {n_bits} bits").plot(ax=ax)
-    MAPvsBitsDisplay(scores, metric_name="mAP@all").plot(ax=axes[-1])
-    axes[-1].set_title("test mAP@all")
+    n_cols = min(PANELS_PER_ROW, len(separations))
+    n_rows = -(-len(separations) // n_cols)
+    fig = Figure(figsize=(PICTURE_WIDTH_IN, 3.0 * (n_rows + 1)), layout="constrained")
+    grid = fig.add_gridspec(n_rows + 1, n_cols)
+    for row in range(n_rows):
+        _histogram_row(fig, grid, row, list(separations.items())[row * n_cols : (row + 1) * n_cols], n_bits)
+    map_ax = fig.add_subplot(grid[n_rows, :])
+    MAPvsBitsDisplay(scores, metric_name="test mAP@all").plot(ax=map_ax)
+    map_ax.set_ylim(0, 1)
+    map_ax.set_title("test mAP@all against code length (axis from 0)")
     fig.suptitle("skhash on scikit-learn's digits: intra- vs inter-class Hamming distances, and mAP")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=PICTURE_DPI)
+    return fig
+
+
+def _histogram_row(fig, grid, row, separations, n_bits):
+    """One row of histograms on a shared y axis, tall enough for the highest of them."""
+    from .plotting import HammingDistanceDisplay
+
+    axes, top = [], 0.0
+    for col, (name, result) in enumerate(separations):
+        ax = fig.add_subplot(grid[row, col], sharey=axes[0] if axes else None)
+        HammingDistanceDisplay(*result, name=f"{name}, {n_bits} bits").plot(ax=ax)
+        top = max(top, ax.get_ylim()[1])  # each plot sets its own headroom; the row keeps the largest
+        if col:
+            ax.set_ylabel("")
+            ax.tick_params(labelleft=False)
+        axes.append(ax)
+    axes[0].set_ylim(0, top)
+
+
+def chosen_methods(methods):
+    """The registry names ``--methods`` asks for, in order, once each; ``"all"`` is every one."""
+    names = encoder_names() if "all" in methods else methods
+    return list(dict.fromkeys(names))
+
+
+def check_picture_format(path):
+    """Raise an InputError now if matplotlib cannot write a picture of ``path``'s extension."""
+    import os
+
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from ._validation import InputError
+
+    extension = os.path.splitext(path)[1].lstrip(".").lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if extension not in formats:
+        raise InputError(
+            f"--out {path}: matplotlib cannot write {'.' + extension + ' files' if extension else 'a name without an extension'}"
+            f"; end the name with one of: {', '.join('.' + f for f in sorted(formats))} (.png is usual)."
+        )
+
+
+def check_setups(methods, bits, device, n_classes):
+    """Raise the InputError a fit would raise for each method and code length, before training any.
+
+    The parameters go through the encoder's own checks, and the class targets through its own
+    ``_prepare_classes`` (CSQ cannot give 10 classes distinct centres in 4 bits).
+    """
+    import numpy as np
+
+    from ._validation import InputError
+
+    for method in methods:
+        for n_bits in bits:
+            encoder = get_encoder(method)(n_bits, device=device, random_state=0)
+            try:
+                encoder._validate_params()
+                if hasattr(encoder, "_prepare_classes"):
+                    encoder._prepare_classes(n_classes, np.random.RandomState(0))
+            except ValueError as exc:  # InputError, or scikit-learn's parameter check
+                raise InputError(f"--methods {method} --bits {n_bits}: {exc}") from exc
 
 
 def run(args):
@@ -105,10 +161,15 @@ def run(args):
     total_start = time.perf_counter()
     plot = not args.no_plot
     if plot and not _matplotlib_available():
-        print('matplotlib is not installed, so no picture is written (pip install "skhash[plot]" to get it).')
+        print('matplotlib is not installed, so no picture is written (pip install "scikit-hash[plot]" to get it).')
         plot = False
+    methods = chosen_methods(args.methods)
     device = resolve_device(args.device)
     X_train, X_test, y_train, y_test = load_split()
+    # Everything that can be wrong is found before the first training, not after minutes of it.
+    if plot:
+        check_picture_format(args.out)
+    check_setups(methods, args.bits, args.device, len(set(y_train)))
     print(
         f"digits: {len(X_train)} training and {len(X_test)} test images of 64 pixels, 10 classes; "
         f"training on {device}; each test image queries the other {len(X_test) - 1}"
@@ -118,7 +179,7 @@ def run(args):
     print("-" * len(header))
     widest = max(args.bits)
     scores, separations = {}, {}
-    for method in args.methods:
+    for method in methods:
         name, encoder_class = display_name(method), get_encoder(method)
         scores[name] = {}
         # A method without n_bits (SignEncoder: one bit per feature) has one code length: one row.

@@ -10,12 +10,13 @@ exception reaching the CLI is a bug and is shown as one. scikit-learn's own inpu
 """
 
 import contextlib
+import functools
 import math
 import numbers
 import warnings
 
-from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils import validation as _skv
+# scikit-learn is imported by the functions that use it, not here: ``import skhash`` and the commands
+# that need no estimator (``skhash search --help``, ``skhash evaluate``) start without it.
 
 __all__ = [
     "InputError",
@@ -48,14 +49,18 @@ def input_errors():
 
 def validate_data(estimator, *args, **kwargs):
     """scikit-learn's ``validate_data``, raising :class:`InputError` for bad input."""
+    from sklearn.utils.validation import validate_data as sklearn_validate_data
+
     with input_errors():
-        return _skv.validate_data(estimator, *args, **kwargs)
+        return sklearn_validate_data(estimator, *args, **kwargs)
 
 
 def check_array(array, *args, **kwargs):
     """scikit-learn's ``check_array``, raising :class:`InputError` for bad input."""
+    from sklearn.utils.validation import check_array as sklearn_check_array
+
     with input_errors():
-        return _skv.check_array(array, *args, **kwargs)
+        return sklearn_check_array(array, *args, **kwargs)
 
 
 def validate_params(estimator):
@@ -64,14 +69,29 @@ def validate_params(estimator):
     The error is also an ``InvalidParameterError`` (scikit-learn's type), so both kinds of handler
     catch it.
     """
+    from sklearn.utils._param_validation import InvalidParameterError
+
     try:
         estimator._validate_params()
     except InvalidParameterError as exc:
-        raise _InvalidParameter(str(exc)) from exc
+        raise _invalid_parameter_type()(str(exc)) from exc
 
 
-class _InvalidParameter(InputError, InvalidParameterError):
-    pass
+@functools.cache
+def _invalid_parameter_type():
+    """The error of :func:`validate_params`: an InputError and scikit-learn's InvalidParameterError.
+
+    Made on first use, since subclassing scikit-learn's type imports scikit-learn.
+    """
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    return type("_InvalidParameter", (InputError, InvalidParameterError), {"__module__": __name__})
+
+
+def __getattr__(name):
+    if name == "_InvalidParameter":  # the class's old name, made on first use
+        return _invalid_parameter_type()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _is_int(value):

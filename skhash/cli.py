@@ -18,17 +18,21 @@ pickles, and loading a pickle can run code: load only models you made or trust, 
 """
 
 import argparse
+import csv
+import inspect
 import json
 import os
+import re
+import signal
 import sys
+import threading
 import time
-
-from sklearn.utils._param_validation import InvalidParameterError
 
 from ._validation import InputError, check_positive_int
 from .encoders._registry import encoder_names, encoder_spec, get_encoder
 
 EXIT_INPUT_ERROR = 1
+EXIT_INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
 SPEC_HELP = "FILE.h5[:KEY] or FILE.npy"
 
 
@@ -47,12 +51,188 @@ def _load_model(path):
     except Exception as exc:  # a foreign or truncated file fails in many ways (KeyError 72 for an HDF5 file)
         reason = f"{type(exc).__name__}: {exc}"
         raise InputError(f"{path}: not a model saved by 'skhash fit' or joblib.dump ({reason}).") from exc
-    if not (hasattr(model, "transform") and hasattr(model, "recalibrate") and hasattr(model, "coef_")):
+    encoder = final_encoder(model)
+    if not (hasattr(model, "transform") and hasattr(encoder, "recalibrate") and hasattr(encoder, "coef_")):
         raise InputError(
-            f"{path}: holds a {type(model).__name__}, not a fitted skhash encoder; make one with "
-            "'skhash fit'."
+            f"{path}: holds a {type(model).__name__}, not a fitted skhash encoder or a Pipeline ending in "
+            "one; make one with 'skhash fit'."
         )
     return model
+
+
+def final_encoder(model):
+    """The encoder of a model: the model itself, or the last step of a ``Pipeline``."""
+    steps = getattr(model, "steps", None)
+    return steps[-1][1] if steps else model
+
+
+class _TransformedRows:
+    """Rows of ``X`` passed through ``transformer.transform`` as they are read (a Pipeline's first steps).
+
+    Wrapped in :class:`~skhash._streaming.StreamedRows`, a file larger than memory stays streamed.
+    """
+
+    def __init__(self, X, transformer):
+        import numpy as np
+
+        self.X, self.transformer = X, transformer
+        first = transformer.transform(np.asarray(X[:1]))  # the width and dtype the steps give
+        self.shape, self.dtype = (X.shape[0], first.shape[1]), first.dtype
+        self.chunks = getattr(X, "chunks", None)
+
+    def __getitem__(self, key):
+        import numpy as np
+
+        return self.transformer.transform(np.asarray(self.X[key]))
+
+
+def _recalibrate(model, rows):
+    """``model.recalibrate(rows)``, for a Pipeline on its encoder with the rows through the steps before."""
+    from ._streaming import StreamedRows
+
+    if final_encoder(model) is model:
+        return model.recalibrate(rows)
+    return model[-1].recalibrate(StreamedRows(_TransformedRows(rows, model[:-1])))
+
+
+# --------------------------------------------------------------------------------------------------
+# writing outputs: checked before the work, never over an input, never over anything unasked
+# --------------------------------------------------------------------------------------------------
+
+
+def check_output(args, flag, path, *, inputs=(), key=None):
+    """Raise before any work unless ``path`` can be written, is no input, and replaces nothing unasked.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The command's arguments: ``inputs`` name its flags, ``args.overwrite`` says whether to replace.
+    flag : str
+        The output's flag, for the message.
+    path : str
+        The output file.
+    inputs : tuple of str
+        Flags of the command whose files the output must not be (``"--features"``).
+    key : str, default=None
+        The output is data set ``key`` of an HDF5 file that may hold others: the file may exist, the
+        data set only with ``--overwrite``.
+    """
+    from .io import check_output_folder, split_spec
+
+    check_output_folder(path, name=flag)
+    for name in inputs:
+        spec = getattr(args, name.lstrip("-").replace("-", "_"), None)
+        if isinstance(spec, str) and _same_file(path, split_spec(spec)[0]):
+            raise InputError(
+                f"{flag} {path} is also the {name} file; skhash never writes into an input. Choose another "
+                "file."
+            )
+    if os.path.isdir(path):
+        raise InputError(f"{flag} {path!r} is a folder; name a file.")
+    _check_folder_writable(flag, path)
+    if os.path.exists(path) and not args.overwrite and (key is None or _hdf5_holds(flag, path, key)):
+        raise InputError(f"{flag} {path if key is None else f'{path}:{key}'} exists; pass --overwrite to replace it.")
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def _check_folder_writable(flag, path):
+    """Make and remove a file beside ``path``: the one test of writing that also holds for root."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".skhash-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"{flag}: cannot write in {folder!r}: {exc.strerror or exc}.") from exc
+
+
+def _hdf5_holds(flag, path, key):
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return key in f
+    except OSError as exc:
+        raise InputError(f"{flag} {path}: cannot add {key!r} to it, it does not open as HDF5 ({exc}).") from exc
+
+
+def _write_atomically(path, write):
+    """``write(tmp)`` to a new file beside ``path``, then rename it to ``path``: all of it, or nothing.
+
+    The temporary name keeps ``path``'s extension (joblib reads it). An interrupt before the rename, even
+    one that a library swallowed, leaves ``path`` as it was.
+    """
+    folder, base = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{base}.skhash-{os.getpid()}.{base.rsplit('.', 1)[-1]}")
+    try:
+        check_not_interrupted()
+        write(tmp)
+        check_not_interrupted()
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# Ctrl-C: a KeyboardInterrupt can be swallowed where Python cannot raise it (a weakref callback of h5py:
+# "Exception ignored in WeakValueDictionary.remove"), so the command also remembers it and checks before
+# every write and at the end.
+_interrupted = False
+
+
+def _on_sigint(signum, frame):
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def check_not_interrupted():
+    """Raise KeyboardInterrupt if Ctrl-C was pressed, even if the interrupt was swallowed on its way."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------------------------------
+# errors in the command's words
+# --------------------------------------------------------------------------------------------------
+
+_SKLEARN_PARAM = re.compile(r"The '(\w+)' parameter of \w+ must be")
+_CALL_ASSIGNMENT = re.compile(r"\b\w+\((\w+)=('?)([^',;)\s]*)\2\)")
+_ASSIGNMENT = re.compile(r"\b(\w+)=('?)([^',;)\s]*)\2")
+
+
+def in_cli_words(message, flags):
+    """``message`` with the library's parameter words in the command's flags.
+
+    ``device='cpu'`` becomes ``--device cpu``, ``kneighbors(n_neighbors=5)`` becomes ``--n-neighbors 5``
+    and scikit-learn's "The 'n_bits' parameter of OrthoHashEncoder must be" becomes "--bits must be", for
+    the parameters in ``flags`` (``{parameter: flag}``); other words are left as they are.
+    """
+
+    def flag_and_value(match):
+        name, value = match[1], match[3]
+        return f"{flags[name]} {value}" if name in flags else match[0]
+
+    message = _SKLEARN_PARAM.sub(lambda m: f"{flags[m[1]]} must be" if m[1] in flags else m[0], message)
+    message = _CALL_ASSIGNMENT.sub(flag_and_value, message)
+    message = _ASSIGNMENT.sub(flag_and_value, message)
+    message = re.sub(r"\boverwrite=True\b", "--overwrite", message)
+    # Bare parameter names with an underscore ("Lower learning_rate") are never ordinary words.
+    message = re.sub(r"\b\w+_\w+\b", lambda m: flags.get(m[0], m[0]), message)
+    return message
+
+
+def _flags_of(parser):
+    """``{dest: flag}`` of a parser's options, the long spelling where there is one."""
+    return {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
 
 
 def _say(args, message):
@@ -65,53 +245,143 @@ def _say(args, message):
 # --------------------------------------------------------------------------------------------------
 
 
-def _epochs(value):
-    if value == "auto":
-        return value
-    return _positive_int(value, "a positive integer or 'auto'")
-
-
-def _scale(value):
-    if value == "auto":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number or 'auto', got {value!r}") from None
-
-
-# The flags of ``fit`` that set an encoder parameter when given: (flag, attribute of args, parameter).
-# Left out, the method's own default applies (device excepted: the command trains where it can).
-ENCODER_FLAGS = (
-    ("--bits", "bits", "n_bits"),
-    ("--margin", "margin", "margin"),
-    ("--scale", "scale", "scale"),
-    ("--epochs", "epochs", "max_epochs"),
-    ("--device", "device", "device"),
-    ("--batch-size", "batch_size", "batch_size"),
-    ("--random-state", "random_state", "random_state"),
-)
+# The encoder flags of ``fit`` are generated from the registered classes: every parameter of every method
+# is a flag (``--margin-type`` for ``margin_type``), typed by the class's ``_parameter_constraints``. A few
+# keep the shorter names the command always had.
+FLAG_OF_PARAM = {"n_bits": "--bits", "max_epochs": "--epochs"}
+# Set by the command, not by the user: verbose follows --quiet.
+COMMAND_PARAMS = {"verbose"}
+# The API trains on "cuda" by default (the specification's choice, and a warning where there is none); the
+# command defaults to "auto", which picks CUDA when there is one, silently, as a user of a shell expects.
 DEFAULT_DEVICE = "auto"
 
 
-def _parameter_names(method):
-    return set(get_encoder(method)().get_params())
+def param_flag(param):
+    """The ``fit`` flag of an encoder parameter: ``margin_type`` -> ``--margin-type``."""
+    return FLAG_OF_PARAM.get(param, "--" + param.replace("_", "-"))
+
+
+def encoder_parameters():
+    """``{param: [(method, default, constraints), ...]}`` over the registry, in registry order."""
+    params = {}
+    for name in encoder_names():
+        cls = get_encoder(name)
+        constraints = getattr(cls, "_parameter_constraints", {})
+        for p in inspect.signature(cls).parameters.values():
+            if p.name in COMMAND_PARAMS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            params.setdefault(p.name, []).append((name, p.default, constraints.get(p.name, [])))
+    return params
+
+
+_NO_MATCH = object()
+
+
+def _parse_as(text, constraint):
+    """``text`` read as ``constraint`` (one entry of ``_parameter_constraints``) allows, or _NO_MATCH.
+
+    Only the type is read here; ranges are the library's to check, so its message reaches the user.
+    """
+    import numbers
+
+    from sklearn.utils._param_validation import Interval, StrOptions
+
+    lowered = text.strip().lower()
+    try:
+        if constraint is None:
+            return None if lowered == "none" else _NO_MATCH
+        if isinstance(constraint, StrOptions):
+            return text if text in constraint.options else _NO_MATCH
+        if isinstance(constraint, Interval):
+            return int(text) if issubclass(constraint.type, numbers.Integral) else float(text)
+        if constraint == "boolean" or constraint is bool:
+            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[lowered]
+        if constraint in ("random_state", "verbose") or constraint is int:
+            return int(text)
+        if constraint is float:
+            return float(text)
+        if constraint is str:
+            return text
+        if constraint == "array-like":  # e.g. targets: an array in a file
+            from .io import open_features
+
+            return open_features(text, name="the array")[...]
+    except (ValueError, KeyError, TypeError, OSError):
+        return _NO_MATCH
+    return _NO_MATCH
+
+
+def _describe(constraints):
+    from sklearn.utils._param_validation import make_constraint
+
+    words = ["None" if c is None else str(make_constraint(c)) for c in constraints]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _param_type(constraints):
+    """argparse's ``type`` for a parameter with these constraints (anything, when there are none)."""
+
+    def parse(text):
+        for constraint in constraints or [str]:
+            value = _parse_as(text, constraint)
+            if value is not _NO_MATCH:
+                return value
+        raise argparse.ArgumentTypeError(f"must be {_describe(constraints)}, got {text!r}")
+
+    return parse
+
+
+def _default_words(takers):
+    defaults = {repr(default) for _, default, _ in takers}
+    if len(defaults) == 1:
+        return defaults.pop()
+    return ", ".join(f"{method} {default!r}" for method, default, _ in takers)
+
+
+def _add_encoder_flags(p):
+    group = p.add_argument_group(
+        "method parameters",
+        "Each sets the parameter of the same name of the chosen --method (see the API reference); left "
+        "out, the method's default applies, except --device (default: auto).",
+    )
+    for param, takers in encoder_parameters().items():
+        constraints = []
+        for _, _, cs in takers:
+            constraints += [c for c in cs if c not in constraints]
+        methods = [method for method, _, _ in takers]
+        whose = "every method" if methods == encoder_names() else ", ".join(methods)
+        default = repr(DEFAULT_DEVICE) if param == "device" else _default_words(takers)
+        group.add_argument(
+            param_flag(param),
+            dest=param,
+            type=_param_type(constraints),
+            default=None,
+            metavar=param.upper(),
+            help=f"{param} of {whose}: {_describe(constraints)} (default: {default})" if constraints
+            else f"{param} of {whose} (default: {default})",
+        )
 
 
 def _make_encoder(args):
     """The encoder the ``fit`` arguments describe: the registered method with the parameters given."""
-    accepted = _parameter_names(args.method)
-    given = [(flag, param, getattr(args, dest)) for flag, dest, param in ENCODER_FLAGS]
-    given = [(flag, param, value) for flag, param, value in given if value is not None]
-    refused = [(flag, param) for flag, param, _ in given if param not in accepted]
+    encoder_class = get_encoder(args.method)
+    accepted = set(encoder_class().get_params())
+    given = {param: getattr(args, param) for param in encoder_parameters() if getattr(args, param) is not None}
+    refused = [(param_flag(param), param) for param in given if param not in accepted]
     if refused:
         raise InputError(_flags_refused(refused, args.method))
-    params = {param: value for _, param, value in given}
     if "device" in accepted:
-        params.setdefault("device", DEFAULT_DEVICE)
+        given.setdefault("device", DEFAULT_DEVICE)
     if "verbose" in accepted:
-        params["verbose"] = 0 if args.quiet else 1
-    return get_encoder(args.method)(**params)
+        given["verbose"] = 0 if args.quiet else 1
+    encoder = encoder_class(**given)
+    if hasattr(encoder, "_validate_params"):
+        encoder._validate_params()  # before reading the data: a bad value costs no training
+    return encoder
+
+
+def _parameter_names(method):
+    return set(get_encoder(method)().get_params())
 
 
 def _flags_refused(refused, method):
@@ -125,20 +395,58 @@ def _flags_refused(refused, method):
     return f"{flags} {verb} to --method {' or '.join(takers)} only, not {method}."
 
 
+def _standardized(X, chunk_rows=65_536):
+    """``(scaler, rows)``: a StandardScaler fitted chunk by chunk on ``X``, and ``X`` through it.
+
+    Streamed features (HDF5) stay streamed: the rows are scaled as the encoder reads them.
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    from ._streaming import StreamedRows, is_streamed, iter_row_chunks
+
+    scaler = StandardScaler()
+    for _, rows in iter_row_chunks(X, chunk_rows):
+        scaler.partial_fit(rows)
+    if is_streamed(X):
+        return scaler, StreamedRows(_TransformedRows(X, scaler))
+    return scaler, scaler.transform(X)
+
+
+def _fit(encoder, X, y):
+    """``encoder.fit(X, y)``; a training that diverged is the data's or the parameters' fault, not a bug."""
+    try:
+        return encoder.fit(X, y)
+    except RuntimeError as exc:
+        # The encoders' message for a loss gone NaN or infinite names its cause and the way out.
+        if "training diverged" not in str(exc):
+            raise
+        raise InputError(f"{exc} The command standardises with --standardize.") from exc
+
+
 def cmd_fit(args):
     import joblib
 
-    from .io import check_output_folder, open_features
+    from .io import open_features
 
-    check_output_folder(args.out, name="--out")
+    encoder = _make_encoder(args)
+    check_output(args, "--out", args.out, inputs=("--features", "--labels"))
     X = open_features(args.features, name="--features")
     y = _fit_labels(args, X.shape[0])
-    encoder = _make_encoder(args)
     bits = f" ({encoder.n_bits} bits)" if hasattr(encoder, "n_bits") else ""
-    _say(args, f"fitting {type(encoder).__name__}{bits} on {X.shape[0]:,} x {X.shape[1]} features")
+    _say(
+        args,
+        f"fitting {type(encoder).__name__}{bits} on {X.shape[0]:,} x {X.shape[1]} features"
+        + (", standardised" if args.standardize else ""),
+    )
     start = time.perf_counter()
-    encoder.fit(X, y)
-    joblib.dump(encoder, args.out)
+    if args.standardize:
+        from sklearn.pipeline import Pipeline
+
+        scaler, rows = _standardized(X)
+        model = Pipeline([("standardscaler", scaler), (args.method, _fit(encoder, rows, y))])
+    else:
+        model = _fit(encoder, X, y)
+    _write_atomically(args.out, lambda tmp: joblib.dump(model, tmp))
     where = f" on {encoder.device_}" if hasattr(encoder, "device_") else ""
     _say(args, f"trained in {time.perf_counter() - start:.1f} s{where}; wrote {args.out}")
     return 0
@@ -179,39 +487,56 @@ def _progress_rows(X, desc, args):
 def cmd_encode(args):
     import joblib
 
-    from .io import check_output_folder, open_features, split_spec, write_codes
+    from .io import open_features, split_spec
 
+    out_path, out_key = split_spec(args.out)
+    out_key = out_key or "codes"
+    check_output(args, "--out", out_path, inputs=("--features", "--recalibrate", "--model"), key=out_key)
+    if args.save_model:
+        if args.recalibrate is None:
+            raise InputError("--save-model saves a recalibrated model; pass --recalibrate too.")
+        check_output(args, "--save-model", args.save_model, inputs=("--features", "--recalibrate", "--model"))
+        if _same_file(args.save_model, out_path) or os.path.abspath(args.save_model) == os.path.abspath(out_path):
+            raise InputError("--save-model and --out name the same file; choose two.")
     model = _load_model(args.model)
     X = open_features(args.features, name="--features")
     _check_features_width(model, X, "--features")
-    out_path, out_key = split_spec(args.out)
-    check_output_folder(out_path, name="--out")
     if args.recalibrate is not None:
         source_spec = args.features if args.recalibrate is True else args.recalibrate
         source = X if args.recalibrate is True else open_features(args.recalibrate, name="--recalibrate")
         _check_features_width(model, source, "--recalibrate")
         rows, bar = _progress_rows(source, "recalibrate", args)
         with bar:
-            model.recalibrate(rows)
+            _recalibrate(model, rows)
         if args.save_model:
-            check_output_folder(args.save_model, name="--save-model")
-            joblib.dump(model, args.save_model)
-    elif args.save_model:
-        raise InputError("--save-model saves a recalibrated model; pass --recalibrate too.")
+            _write_atomically(args.save_model, lambda tmp: joblib.dump(model, tmp))
     attrs = {
         "features": str(args.features),
         "recalibrated_on": "" if args.recalibrate is None else str(source_spec),
     }
+    if os.path.exists(out_path):  # a file of other data sets: the library's writer adds this one
+        _write_codes(args, model, X, out_path, out_key, attrs)
+    else:  # a new file: all of it, or nothing
+        _write_atomically(out_path, lambda tmp: _write_codes(args, model, X, tmp, out_key, attrs))
+    n_bits = final_encoder(model).coef_.shape[1]
+    _say(args, f"wrote {X.shape[0]:,} codes of {n_bits} bits to {out_path}:{out_key}")
+    return 0
+
+
+def _write_codes(args, model, X, path, key, attrs):
+    from .io import write_codes
+
+    check_not_interrupted()
     with _dask_client(args) as client:
         if client is None:
             write_codes(
                 model,
                 X,
-                out_path,
-                out_key or "codes",
+                path,
+                key,
                 packed=not args.unpacked,
                 chunk_rows=args.chunk_rows,
-                overwrite=True,
+                overwrite=args.overwrite,
                 progress=not args.quiet,
                 attrs=attrs,
             )
@@ -221,18 +546,15 @@ def cmd_encode(args):
             write_codes_dask(
                 model,
                 from_features(args.features, block_rows=args.chunk_rows),
-                out_path,
-                out_key or "codes",
+                path,
+                key,
                 packed=not args.unpacked,
-                overwrite=True,
+                overwrite=args.overwrite,
                 progress=not args.quiet,
                 attrs=attrs,
                 client=client,
             )
-    _say(
-        args, f"wrote {X.shape[0]:,} codes of {model.coef_.shape[1]} bits to {out_path}:{out_key or 'codes'}"
-    )
-    return 0
+    check_not_interrupted()
 
 
 def _check_features_width(model, X, what):
@@ -249,9 +571,9 @@ def _check_features_width(model, X, what):
 
 
 def cmd_search(args):
-    from .io import check_output_folder, read_codes, write_rankings
+    from .io import read_codes, write_rankings
 
-    check_output_folder(args.out, name="--out")
+    check_output(args, "--out", args.out, inputs=("--db", "--queries"))
     db, db_bits = read_codes(args.db)
     if args.queries is not None:
         queries, q_bits = read_codes(args.queries)
@@ -274,7 +596,7 @@ def cmd_search(args):
         else:
             distances, indices = _search_here(args, db, k, None if args.queries is None else queries)
     attrs = {"n_bits": db_bits, "db": str(args.db), "queries": "" if args.queries is None else str(args.queries)}
-    write_rankings(args.out, distances, indices, attrs=attrs, overwrite=True)
+    _write_atomically(args.out, lambda tmp: write_rankings(tmp, distances, indices, attrs=attrs))
     _say(args, f"wrote the top {k} of {indices.shape[0]:,} queries to {args.out}")
     return 0
 
@@ -321,7 +643,7 @@ def _dask_client(args):
     try:
         from .dask import get_client
     except ImportError as exc:
-        raise InputError(f"--scheduler/--local-cluster need Dask: pip install 'skhash[dask]' ({exc}).") from exc
+        raise InputError(f"--scheduler/--local-cluster need Dask: pip install 'scikit-hash[dask]' ({exc}).") from exc
     return get_client(args.scheduler, args.local_cluster, quiet=args.quiet)
 
 
@@ -341,7 +663,6 @@ def _add_dask_options(p):
 def evaluate(indices, args):
     """Scores of ``indices`` under the protocol ``args`` names, as a dict of name -> float."""
     from . import metrics
-    from .datasets import load_revisitop, read_gldv2_solution
     from .io import read_ids, read_labels
 
     # The metrics check the rankings against the ground truth; what is checked here they cannot see:
@@ -361,6 +682,8 @@ def evaluate(indices, args):
         k = indices.shape[1] if args.at is None else args.at
         return {f"mAP@{k}": metrics.mean_average_precision(y_q, y_db, indices, k=k)}
     if args.revisitop is not None:
+        from .datasets import load_revisitop  # each protocol imports only its own reader
+
         gnd = load_revisitop(args.revisitop)
         if indices.size and indices.max() >= gnd.n_db:
             raise InputError(
@@ -383,7 +706,12 @@ def evaluate(indices, args):
         raise InputError(
             f"--query-ids has {len(query_ids)} ids but the rankings hold {indices.shape[0]} queries."
         )
-    solution = read_gldv2_solution(args.gldv2, index_ids, query_ids)
+    from .datasets import read_gldv2_solution
+
+    try:
+        solution = read_gldv2_solution(args.gldv2, index_ids, query_ids)
+    except csv.Error as exc:  # e.g. a row longer than the csv module's field limit
+        raise InputError(f"--gldv2 {args.gldv2}: not a readable solution CSV ({exc}).") from exc
     k = 100 if args.at is None else args.at
     return {f"mAP@{k}": metrics.gldv2_map(indices, solution, k=k)}
 
@@ -406,7 +734,7 @@ def cmd_evaluate(args):
 # --------------------------------------------------------------------------------------------------
 
 
-def _add_fit(sub):
+def _add_fit(sub, *, method_flags=True):
     p = sub.add_parser(
         "fit",
         help="train a hash encoder on features (labelled, for supervised methods) and save it",
@@ -420,29 +748,21 @@ def _add_fit(sub):
         help=f"their labels (1-D, or a 0/1 matrix), {SPEC_HELP}; needed by supervised methods only",
     )
     p.add_argument(
-        "--method", choices=encoder_names(), default="orthohash", help="hashing method (default: orthohash)"
-    )
-    # The method's own defaults apply to what is left out; the numbers in the help are orthohash's.
-    p.add_argument("--bits", type=int, default=None, help="code length (default: the method's, 64)")
-    p.add_argument("--margin", type=float, default=None, help="OrthoHash cosine margin m (default: 0.2)")
-    p.add_argument(
-        "--scale",
-        type=_scale,
-        default=None,
-        help="OrthoHash logit scale s, a number or 'auto' (default: sqrt(bits))",
+        "--method",
+        choices=encoder_names(),
+        default="orthohash",
+        metavar="METHOD",
+        help="hashing method, one of: " + ", ".join(encoder_names()) + " (default: orthohash)",
     )
     p.add_argument(
-        "--epochs",
-        type=_epochs,
-        default=None,
-        help="passes over the data, or 'auto' (default: the method's, 'auto': 10, more on small data)",
+        "--standardize",
+        action="store_true",
+        help="scale every feature to zero mean and unit variance first (a StandardScaler fitted on these "
+        "features, saved with the model as a Pipeline)",
     )
-    p.add_argument("--device", default=None, help=f"cpu, cuda, cuda:N or auto (default: {DEFAULT_DEVICE})")
-    p.add_argument(
-        "--batch-size", type=int, default=None, help="samples per optimiser step (default: the method's, 256)"
-    )
-    p.add_argument("--random-state", type=int, default=None, help="seed, for a reproducible model")
     p.add_argument("--out", required=True, metavar="MODEL", help="where to save the model (joblib)")
+    if method_flags:  # they import every encoder class (and torch): only when fit is the command
+        _add_encoder_flags(p)
     p.set_defaults(func=cmd_fit)
     return p
 
@@ -460,7 +780,8 @@ def _add_encode(sub):
         "--out",
         required=True,
         metavar="FILE.h5[:KEY]",
-        help="where the codes go (data set 'codes' unless KEY is given; it is replaced if present)",
+        help="where the codes go: data set 'codes' unless KEY is given, in a new file or added to an "
+        "existing one (an existing data set is replaced only with --overwrite)",
     )
     p.add_argument(
         "--recalibrate",
@@ -552,35 +873,132 @@ def _positive_int(value, what="a positive integer"):
         raise argparse.ArgumentTypeError(f"must be {what}, got {value!r}") from None
 
 
-def build_parser():
+def _add_demo(sub):
     from . import _demo
+
+    p = sub.add_parser(
+        "demo",
+        help="train on scikit-learn's digits and print test mAP",
+        description="Train hash encoders on scikit-learn's digits (real handwritten digits) and print the test "
+        "rows' leave-one-out mAP@all, and draw their Hamming distances. The arguments are checked before "
+        "any training.",
+    )
+    p.add_argument(
+        "--bits", type=_positive_int, nargs="+", default=list(_demo.DEFAULT_BITS), metavar="BITS",
+        help="code lengths (default: " + " ".join(map(str, _demo.DEFAULT_BITS)) + ")",
+    )
+    p.add_argument("--device", default="auto", help="where to train: cpu, cuda, cuda:N or auto (default)")
+    p.add_argument(
+        "--methods", nargs="+", choices=encoder_names() + ["all"], default=list(_demo.DEFAULT_METHODS),
+        metavar="METHOD",
+        help="encoders, from: " + ", ".join(encoder_names()) + "; or 'all' (default: "
+        + " ".join(_demo.DEFAULT_METHODS) + ")",
+    )
+    p.add_argument(
+        "--out", default=_demo.DEFAULT_OUT,
+        help=f"the picture's path (default: ./{_demo.DEFAULT_OUT}, which the demo replaces; any other "
+        "existing file only with --overwrite)",
+    )
+    p.add_argument("--no-plot", action="store_true", help="print the table only; write no picture")
+    p.set_defaults(func=cmd_demo)
+    return p
+
+
+def cmd_demo(args):
+    from . import _demo
+
+    if not args.no_plot:  # the demo's own picture is replaced; anything else only when asked
+        own = os.path.abspath(args.out) == os.path.abspath(_demo.DEFAULT_OUT)
+        check_output(argparse.Namespace(overwrite=args.overwrite or own), "--out", args.out)
+    return _demo.run(args)
+
+
+def build_parser(*, method_flags=True):
+    """The ``skhash`` parser; ``method_flags=False`` leaves out fit's per-method flags (they import torch)."""
+    from . import __version__
 
     parser = argparse.ArgumentParser(
         prog="skhash", description="Learn binary hash codes and search them by Hamming distance."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser(
-        "demo",
-        help="train on scikit-learn's digits and print test mAP",
-        description="Train hash encoders on scikit-learn's digits (real handwritten digits) and print the test "
-        "rows' leave-one-out mAP@all.",
+    parser.add_argument(
+        "--version", action="version", version=f"skhash {__version__} (distribution scikit-hash)"
     )
-    _demo.add_arguments(demo)
-    demo.set_defaults(func=_demo.run)
-    for add in (_add_fit, _add_encode, _add_search, _add_evaluate):
-        p = add(sub)
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo, _add_fit, _add_encode, _add_search, _add_evaluate):
+        p = add(sub, method_flags=method_flags) if add is _add_fit else add(sub)
+        if add is not _add_demo:
+            p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
+        if add is not _add_evaluate:
+            p.add_argument(
+                "--overwrite", action="store_true", help="replace an existing output (never an input)"
+            )
+        p.set_defaults(cli_flags=_flags_of(p))
     return parser
 
 
+def reference_rst(width=92):
+    """The command reference in reStructuredText: each subcommand's ``--help``, from the parser itself.
+
+    ``docs/conf.py`` writes it into the documentation at every build, so the page cannot drift from the
+    command.
+    """
+    parser = build_parser()
+    lines = []
+    for parser_of_page in [parser, *_subparsers(parser).values()]:
+        parser_of_page.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=width)
+        title = f"``{parser_of_page.prog}``"
+        lines += [title, "-" * len(title), "", ".. code-block:: text", ""]
+        lines += ["   " + line if line else "" for line in parser_of_page.format_help().splitlines()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _subparsers(parser):
+    """``{name: subparser}`` of ``parser``'s subcommands, in order."""
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def _command_of(argv):
+    """The subcommand ``argv`` names (its first word that is not an option), or None."""
+    return next((a for a in argv if not str(a).startswith("-")), None)
+
+
+def _is_parameter_error(exc):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    return isinstance(exc, InvalidParameterError)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    """Run the ``skhash`` command with ``argv`` (``sys.argv[1:]`` when None); returns the exit status.
+
+    Input errors end it with one line on stderr and status 1, Ctrl-C with one line and status 130; any
+    other exception is a bug and keeps its traceback.
+    """
+    global _interrupted
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_of(argv)
+    _interrupted = False
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _on_sigint) if in_main_thread else None
     try:
-        return args.func(args)
-    # Mistakes in the input, as the library reports them. Anything else is a bug: it keeps its traceback.
-    except (InputError, InvalidParameterError) as exc:
-        print(f"skhash {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
+        args = build_parser(method_flags=command == "fit").parse_args(argv)
+        try:
+            status = args.func(args)
+            check_not_interrupted()
+            return status
+        except ValueError as exc:  # InputError, and scikit-learn's parameter checks
+            if not (isinstance(exc, InputError) or _is_parameter_error(exc)):
+                raise
+            print(f"skhash {args.command}: error: {in_cli_words(str(exc), args.cli_flags)}", file=sys.stderr)
+            return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print(f"skhash{' ' + command if command else ''}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

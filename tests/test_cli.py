@@ -505,12 +505,12 @@ def test_library_checks_reach_the_user_as_one_line(files, pipeline, capsys, tmp_
         "--query-labels", f"{r}/test.h5:q/labels",
     )
     assert "out of range for a database of 10 items" in msg
-    # scikit-learn's parameter validation, raised by the encoder, is an input error too.
+    # scikit-learn's parameter validation, raised by the encoder, is an input error too, in CLI words.
     msg = error_of(
         capsys, "fit", "--features", f"{r}/train.h5:feats", "--labels", f"{r}/train.h5:labels",
         "--bits", 0, "--out", tmp_path / "m.joblib",
     )
-    assert "n_bits" in msg
+    assert msg == "skhash fit: error: --bits must be an int in the range [1, inf). Got 0 instead."
     msg = error_of(capsys, "search", "--db", r / "db_codes.h5", "--out", tmp_path / "no" / "r.h5")
     assert msg.startswith("skhash search: error: --out: cannot write") and "does not exist" in msg
 
@@ -554,11 +554,18 @@ def test_every_subcommand_has_help_and_the_module_runs(capsys):
             main([command, "--help"])
         assert exit_info.value.code == 0
         assert f"usage: skhash {command}" in capsys.readouterr().out
+    # A value of the wrong type is argparse's error (status 2); one out of range is the encoder's, checked
+    # before any input is read (x.h5 does not exist), in the command's words.
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--features", "x.h5", "--labels", "y.h5", "--out", "m.joblib", "--epochs", "0"])
-    assert (
-        exit_info.value.code == 2
-        and "--epochs: must be a positive integer or 'auto'" in capsys.readouterr().err
+        main(["fit", "--features", "x.h5", "--labels", "y.h5", "--out", "m.joblib", "--epochs", "many"])
+    assert exit_info.value.code == 2 and (
+        "argument --epochs: must be an int in the range [1, inf) or a str among {'auto'}, got 'many'"
+        in capsys.readouterr().err
+    )
+    assert main(["fit", "--features", "x.h5", "--labels", "y.h5", "--out", "m.joblib", "--epochs", "0"]) == 1
+    assert capsys.readouterr().err == (
+        "skhash fit: error: --epochs must be an int in the range [1, inf) or a str among {'auto'}. Got 0 "
+        "instead.\n"
     )
     done = subprocess.run(
         [sys.executable, "-m", "skhash", "search", "--help"], capture_output=True, text=True
@@ -588,3 +595,287 @@ def test_encode_and_search_on_a_local_dask_cluster_equal_the_local_commands(file
         np.testing.assert_array_equal(a["distances"][...], b["distances"][...])
     with h5py.File(r / "self_dask.h5", "r") as a, h5py.File(r / "self_local.h5", "r") as b:
         np.testing.assert_array_equal(a["indices"][...], b["indices"][...])
+
+
+# --------------------------------------------------------------------------------------------------
+# every method with its parameters; Pipelines; outputs; errors in the command's words; Ctrl-C
+# --------------------------------------------------------------------------------------------------
+
+
+def fit_args(r, out, *more):
+    return ["fit", "--features", f"{r}/train.h5:feats", "--labels", f"{r}/train.h5:labels", "--out", out, *more]
+
+
+def test_every_parameter_of_every_registry_encoder_is_a_fit_flag():
+    import inspect
+
+    from skhash.cli import COMMAND_PARAMS, build_parser, param_flag
+    from skhash.encoders._registry import encoder_names, get_encoder
+
+    fit = build_parser()._subparsers._group_actions[0].choices["fit"]
+    dests = {a.dest: a for a in fit._actions}
+    assert fit._option_string_actions["--method"].choices == encoder_names()
+    for name in encoder_names():
+        for param in inspect.signature(get_encoder(name)).parameters:
+            if param in COMMAND_PARAMS:
+                continue
+            assert param in dests and param_flag(param) in dests[param].option_strings, (name, param)
+
+
+@pytest.mark.parametrize(
+    "method, flags, expected",
+    [
+        ("orthohash", ["--margin-type", "arc", "--targets", "bernoulli", "--scale", "auto", "--margin", "0.3"],
+         dict(margin_type="arc", targets="bernoulli", scale="auto", margin=0.3)),
+        ("csq", ["--targets", "bernoulli", "--lambda-q", "0.01", "--learning-rate", "0.002"],
+         dict(targets="bernoulli", lambda_q=0.01, learning_rate=0.002)),
+        ("greedyhash", ["--alpha", "0.5", "--power", "2", "--weight-decay", "0"],
+         dict(alpha=0.5, power=2.0, weight_decay=0.0)),  # power is Real
+    ],
+)
+def test_fit_passes_each_methods_own_parameters(files, tmp_path, method, flags, expected):
+    r = files["root"]
+    run(*fit_args(r, tmp_path / "m.joblib", "--method", method, "--bits", 16, "--epochs", 1, "--device", "cpu",
+                  *flags))
+    params = joblib.load(tmp_path / "m.joblib").get_params()
+    assert {k: params[k] for k in expected} == expected
+    assert all(type(params[k]) is type(v) for k, v in expected.items())  # typed from the constraints
+
+
+def test_a_parameter_value_of_the_wrong_kind_is_refused_in_cli_words(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--features", "x.h5", "--labels", "y.h5", "--out", "m.joblib", "--margin-type", "sin"])
+    assert exit_info.value.code == 2
+    assert "argument --margin-type: must be a str among {'arc', 'cos'}, got 'sin'" in capsys.readouterr().err
+
+
+def test_standardize_saves_a_pipeline_that_encode_uses_as_a_model(files, tmp_path):
+    from sklearn.pipeline import Pipeline
+
+    r = files["root"]
+    run(*fit_args(r, tmp_path / "p.joblib", *FIT, "--standardize"))
+    pipe = joblib.load(tmp_path / "p.joblib")
+    assert isinstance(pipe, Pipeline) and type(pipe[-1]) is OrthoHashEncoder
+    np.testing.assert_allclose(pipe[0].mean_, files["X"].mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pipe[0].scale_, files["X"].std(0), rtol=1e-4)
+    # encode, recalibrated on the database, with the saved Pipeline: the Python API's codes.
+    run("encode", "--model", tmp_path / "p.joblib", "--features", f"{r}/test.h5:db/feats", "--out",
+        tmp_path / "c.h5", "--recalibrate", "--save-model", tmp_path / "p2.joblib")
+    pipe[-1].recalibrate(pipe[:-1].transform(files["X_db"]))
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        np.testing.assert_array_equal(f["codes"][...], pack_bits(pipe.transform(files["X_db"])))
+    np.testing.assert_allclose(joblib.load(tmp_path / "p2.joblib")[-1].coef_, pipe[-1].coef_)
+
+
+def test_a_pipeline_made_in_python_works_wherever_a_model_does(files, tmp_path):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(StandardScaler(), OrthoHashEncoder(**API)).fit(files["X"], files["y"])
+    joblib.dump(pipe, tmp_path / "p.joblib")
+    run("encode", "--model", tmp_path / "p.joblib", "--features", f"{files['root']}/test.h5:q/feats",
+        "--out", tmp_path / "q.h5")
+    with h5py.File(tmp_path / "q.h5", "r") as f:
+        np.testing.assert_array_equal(f["codes"][...], pack_bits(pipe.transform(files["X_q"])))
+
+
+def digest(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_no_output_overwrites_an_input(files, pipeline, capsys):
+    r = pipeline
+    before = digest(r / "train.h5"), digest(r / "db_codes.h5"), digest(r / "test.h5")
+    for argv in (
+        fit_args(r, r / "train.h5", "--overwrite"),  # L4: the training data, replaced by a pickle
+        ["search", "--db", f"{r}/db_codes.h5:codes", "--out", r / "db_codes.h5", "--overwrite"],  # L5
+        ["encode", "--model", r / "m.joblib", "--features", f"{r}/test.h5:db/feats", "--out",
+         f"{r}/test.h5:codes", "--overwrite"],
+    ):
+        msg = error_of(capsys, *argv)
+        assert "never writes into an input" in msg
+    assert (digest(r / "train.h5"), digest(r / "db_codes.h5"), digest(r / "test.h5")) == before
+
+
+def test_nothing_is_replaced_without_overwrite(files, pipeline, capsys, tmp_path):
+    r = pipeline
+    (tmp_path / "old.joblib").write_bytes(b"keep me")
+    msg = error_of(capsys, *fit_args(r, tmp_path / "old.joblib"))
+    assert msg.endswith(f"--out {tmp_path / 'old.joblib'} exists; pass --overwrite to replace it.")
+    assert (tmp_path / "old.joblib").read_bytes() == b"keep me"
+    # search: the rankings file; encode: its data set (other data sets of the file are welcome).
+    import shutil
+
+    shutil.copy(r / "ranks.h5", tmp_path / "ranks.h5")
+    search = ["search", "--db", r / "db_codes.h5", "--queries", f"{r}/q_codes.h5:q", "-k", 5, "--out",
+              tmp_path / "ranks.h5"]
+    assert "pass --overwrite" in error_of(capsys, *search)
+    with h5py.File(tmp_path / "ranks.h5", "r") as f:
+        assert f["indices"].shape[1] == 50
+    run(*search, "--overwrite")
+    with h5py.File(tmp_path / "ranks.h5", "r") as f:
+        assert f["indices"].shape[1] == 5
+    shutil.copy(r / "q_codes.h5", tmp_path / "codes.h5")
+    encode = ["encode", "--model", r / "m.joblib", "--features", f"{r}/test.h5:q/feats"]
+    assert "pass --overwrite" in error_of(capsys, *encode, "--out", f"{tmp_path}/codes.h5:q")
+    run(*encode, "--out", f"{tmp_path}/codes.h5:other")
+    with h5py.File(tmp_path / "codes.h5", "r") as f:
+        assert set(f) == {"q", "other"}
+
+
+def test_outputs_are_checked_before_the_work_with_the_real_cause(files, capsys, tmp_path, monkeypatch):
+    import skhash.encoders._deep
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained before checking the output")
+
+    monkeypatch.setattr(skhash.encoders._deep.DeepHashEncoder, "fit", refuse)
+    r = files["root"]
+    # A place nobody can write, root included: /proc. The reason is the system's, not a guess.
+    msg = error_of(capsys, *fit_args(r, "/proc/m.joblib"))
+    assert msg.startswith("skhash fit: error: --out: cannot write in '/proc': ")
+    (tmp_path / "text.h5").write_text("not HDF5")
+    msg = error_of(capsys, "encode", "--model", "m.joblib", "--features", f"{r}/test.h5:q/feats", "--out",
+                   f"{tmp_path}/text.h5:codes")
+    assert "cannot add 'codes' to it, it does not open as HDF5 (" in msg
+
+
+def test_library_words_become_the_commands_flags():
+    from skhash.cli import in_cli_words
+
+    flags = {"device": "--device", "n_neighbors": "--n-neighbors", "learning_rate": "--learning-rate",
+             "n_bits": "--bits"}
+    assert in_cli_words("device='cpu' needs no GPU; pass device='cuda:1'.", flags) == (
+        "--device cpu needs no GPU; pass --device cuda:1.")
+    assert in_cli_words("call kneighbors(n_neighbors=5000) with less", flags) == "call --n-neighbors 5000 with less"
+    assert in_cli_words("The 'n_bits' parameter of CSQEncoder must be an int", flags) == "--bits must be an int"
+    assert in_cli_words("Lower learning_rate (now 1000)", flags) == "Lower --learning-rate (now 1000)"
+    assert in_cli_words("pass overwrite=True, or x=1 (unknown)", flags) == "pass --overwrite, or x=1 (unknown)"
+
+
+def test_search_on_cuda_without_cuda_is_one_line_in_cli_words(pipeline, capsys, tmp_path):
+    from skhash._validation import cuda_available
+
+    if cuda_available():
+        pytest.skip("this machine has CUDA: --device cuda is no error here")
+    msg = error_of(capsys, "search", "--db", pipeline / "db_codes.h5", "-k", 5, "--device", "cuda", "--out",
+                   tmp_path / "r.h5")
+    assert "--device cuda needs a CUDA GPU" in msg and "device=" not in msg
+    assert not (tmp_path / "r.h5").exists()
+
+
+def test_a_training_that_diverges_is_one_line(files, capsys, tmp_path):
+    with h5py.File(tmp_path / "huge.h5", "w") as f:
+        f["X"], f["y"] = files["X"] * 1e30, files["y"]
+    msg = error_of(capsys, "fit", "--features", f"{tmp_path}/huge.h5:X", "--labels", f"{tmp_path}/huge.h5:y",
+                   "--out", tmp_path / "m.joblib", "--epochs", 2, "--device", "cpu", "--learning-rate", 1000)
+    assert "training diverged" in msg and "Lower --learning-rate (now 1000)" in msg and "--standardize" in msg
+    assert not (tmp_path / "m.joblib").exists()
+
+
+def test_a_gldv2_row_over_the_csv_field_limit_is_one_line(pipeline, capsys, tmp_path):
+    (tmp_path / "solution.csv").write_text("id,images,Usage\nq0," + "a" * 140_000 + ",Public\n")
+    np.save(tmp_path / "ids.npy", np.array([f"i{i}" for i in range(600)]))
+    np.save(tmp_path / "qids.npy", np.array([f"q{i}" for i in range(40)]))
+    msg = error_of(capsys, "evaluate", "--ranks", pipeline / "ranks.h5", "--gldv2", tmp_path / "solution.csv",
+                   "--index-ids", tmp_path / "ids.npy", "--query-ids", tmp_path / "qids.npy")
+    assert "solution.csv" in msg
+
+
+def test_an_interrupt_that_a_library_swallows_still_ends_the_command(files, tmp_path, monkeypatch, capsys):
+    """Q9: Ctrl-C inside a callback Python cannot raise from ("Exception ignored in ...") is not lost."""
+    import signal
+
+    import skhash.encoders._deep
+
+    real_fit = skhash.encoders._deep.DeepHashEncoder.fit
+
+    def fit_interrupted_early(self, X, y=None):
+        try:  # what a weakref callback does with the KeyboardInterrupt of Ctrl-C: prints and drops it
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+        except KeyboardInterrupt:
+            pass
+        return real_fit(self, X, y)
+
+    monkeypatch.setattr(skhash.encoders._deep.DeepHashEncoder, "fit", fit_interrupted_early)
+    r = files["root"]
+    assert main([str(a) for a in fit_args(r, tmp_path / "m.joblib", *FIT, "--quiet")]) == 130
+    assert capsys.readouterr().err == "skhash fit: interrupted\n"
+    assert list(tmp_path.iterdir()) == []  # no model, no temporary file
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is a POSIX signal")
+def test_ctrl_c_early_in_fit_on_hdf5_exits_nonzero_with_one_line_and_no_output(files, tmp_path):
+    import signal
+    import time
+
+    r = files["root"]
+    for delay in (0.0, 0.3):
+        out = tmp_path / f"m{delay}.joblib"
+        cmd = [sys.executable, "-m", "skhash", *map(str, fit_args(r, out, *FIT))]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        first = proc.stderr.readline()  # "fitting ...": the data is open, training starts now
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        proc.wait(timeout=120)
+        assert first.startswith("fitting OrthoHashEncoder"), first + rest
+        assert proc.returncode == 130, rest
+        assert rest.strip() == "skhash fit: interrupted" and "Traceback" not in rest
+        assert not out.exists()
+
+
+def test_the_reference_page_is_every_parser_help_verbatim():
+    import argparse
+
+    from skhash.cli import _subparsers, build_parser, reference_rst
+
+    text = reference_rst(width=92)
+    parsers = [build_parser(), *_subparsers(build_parser()).values()]
+    assert [line for line in text.splitlines() if line.startswith("``skhash")] == [
+        f"``{p.prog}``" for p in parsers
+    ]
+    for p in parsers:
+        p.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=92)
+        help_block = "\n".join("   " + line if line else "" for line in p.format_help().splitlines())
+        assert help_block in text
+        for action in p._actions:
+            for option in action.option_strings:
+                assert option in text
+    # docs/cli.rst includes the generated page, and the Sphinx build writes it (tests/test_docs.py builds it).
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    assert ".. include:: _generated/cli_reference.rst" in (docs / "cli.rst").read_text(encoding="utf-8")
+    assert "reference_rst" in (docs / "conf.py").read_text(encoding="utf-8")
+
+
+HEAVY = ("torch", "sklearn", "numba", "scipy")
+
+
+def modules_after(*argv):
+    """Which heavy modules a fresh interpreter holds after running ``skhash ARGV``, and its status."""
+    code = (
+        "import sys; from skhash.cli import main\n"
+        "try:\n    status = main(sys.argv[1:])\nexcept SystemExit as e:\n    status = e.code\n"
+        f"print(status, *[m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True)
+    status, *loaded = done.stdout.splitlines()[-1].split()
+    return int(status), set(loaded)
+
+
+def test_commands_that_train_nothing_start_without_torch_or_sklearn(pipeline):
+    """Startup: the help of every command but fit imports none of torch, scikit-learn, numba or scipy,
+    and evaluate (mAP with labels) imports neither torch nor scikit-learn."""
+    for command in ("search", "encode", "evaluate", "demo"):
+        assert modules_after(command, "--help") == (0, set()), command
+    assert modules_after("--version") == (0, set())
+    r = pipeline
+    status, loaded = modules_after("evaluate", "--ranks", r / "ranks.h5", "--labels", f"{r}/test.h5:db/labels",
+                                   "--query-labels", f"{r}/test.h5:q/labels")
+    assert status == 0 and not loaded & {"torch", "sklearn"}
+    # The check can fail: fit's help lists every method's parameters, which imports the encoders.
+    assert "torch" in modules_after("fit", "--help")[1]

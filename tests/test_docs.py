@@ -31,6 +31,9 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
     assert "skhash.OrthoHashEncoder" in encoders and "recalibrate" in encoders
     assert "HammingDistanceDisplay" in (out / "api" / "plotting.html").read_text(encoding="utf-8")
     assert (out / "_images" / "demo.png").is_file()
+    # The command reference is the parser's help, generated at the build (skhash.cli.reference_rst).
+    cli = (out / "cli.html").read_text(encoding="utf-8")
+    assert "skhash fit" in cli and "--margin-type" in cli and "--overwrite" in cli
 
 
 def test_the_pages_have_examples():
