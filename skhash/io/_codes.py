@@ -15,7 +15,7 @@ import numpy as np
 
 from .._streaming import iter_row_chunks
 from .._validation import InputError, check_positive_int
-from ..codes import n_bytes, pack_bits
+from ..codes import check_codes, n_bytes, pack_bits
 from ._atomic import INCOMPLETE_ATTR, atomic_output, check_dataset_key, open_for_writing, swapped_dataset
 from ._specs import check_output_folder, open_h5
 
@@ -241,7 +241,7 @@ def read_codes(spec):
     arr = open_h5(spec)
     n_bits, packed = code_file_layout(arr, spec)
     if packed:
-        return np.ascontiguousarray(arr[...]), n_bits
+        return check_codes(arr[...], packed=True, n_bits=n_bits, input_name=repr(os.fspath(spec)))[0], n_bits
     bits = np.asarray(arr[...])
     check_bit_columns(bits, spec)
     return pack_bits(bits), n_bits
