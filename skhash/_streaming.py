@@ -22,10 +22,26 @@ def is_lazy_array(X):
 
 
 def is_streamed(X):
-    """True for array-likes that we read in chunks rather than load (h5py datasets, dask arrays)."""
+    """True for array-likes that we read in chunks rather than load (h5py datasets, dask arrays).
+
+    A closed h5py data set raises an InputError here, not h5py's "identifier is not of specified type".
+    """
     if isinstance(X, StreamedRows) or is_lazy_array(X):
         return True
-    return type(X).__module__.startswith("h5py")
+    if type(X).__module__.startswith("h5py"):
+        check_open(X)
+        return True
+    return False
+
+
+def check_open(X):
+    """Raise an InputError if ``X`` is an h5py object whose file has been closed."""
+    ident = getattr(X, "id", None)
+    if type(X).__module__.startswith("h5py") and ident is not None and not ident.valid:
+        raise InputError(
+            "the HDF5 data set is closed (its file was closed, e.g. by leaving a 'with h5py.File(...)' "
+            "block); keep the file open while it is read, or use skhash.io.open_h5."
+        )
 
 
 class StreamedRows:

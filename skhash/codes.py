@@ -123,6 +123,8 @@ def _checked(
                 f"{input_name}: packed codes have {arr.shape[1]} bytes per code, but {n_bits} bits need "
                 f"{n_bytes(n_bits)} bytes."
             )
+        if n_bits is not None:
+            _check_padding(arr, n_bits, input_name)
         return np.ascontiguousarray(arr)
     if n_bits is not None and arr.shape[1] != n_bits:
         raise InputError(f"{input_name} has {arr.shape[1]} bits per code, but {n_bits} were expected.")
@@ -135,6 +137,23 @@ def _checked(
             )
         return np.ascontiguousarray(arr)
     return (arr > 0).astype(np.uint8)
+
+
+def _check_padding(arr, n_bits, input_name):
+    """Refuse packed codes whose padding bits (after bit ``n_bits`` of the last byte) are not zero.
+
+    Every distance kernel XORs whole bytes: set padding bits would count as differing bits.
+    """
+    spare = 8 * arr.shape[1] - n_bits
+    if spare and arr.size:
+        mask = np.uint8((1 << spare) - 1)  # np.packbits puts the padding in the low bits
+        dirty = np.flatnonzero(arr[:, -1] & mask)
+        if len(dirty):
+            raise InputError(
+                f"{input_name}: {len(dirty)} packed codes (first: row {dirty[0]}) have padding bits set after "
+                f"bit {n_bits}; np.packbits leaves them zero, and set ones would change distances. Pack "
+                "the bits with skhash.codes.pack_bits."
+            )
 
 
 def check_codes(

@@ -1,5 +1,12 @@
 """Retrieval metrics of the hashing literature's evaluation protocols.
 
+Duplicates in a ranking, per protocol: HashNet's mAP (:func:`mean_average_precision`,
+:func:`precision_at_k`) and revisitop (:func:`revisitop_map`) rank every database item once, and
+their official code counts each occurrence, so a repeated hit would count twice (mAP above 1):
+they refuse a ranking that lists an item twice, and revisitop refuses ground truth that lists a
+positive twice or as junk too. GLDv2's official metric skips a prediction seen before in the same
+row, and :func:`gldv2_map` does the same.
+
 Every function takes rankings (database indices per query, best first, as
 :meth:`skhash.HammingNeighbors.kneighbors` returns them) and ground truth, and gives the number the
 field's public evaluation code gives for the same ranking:
@@ -119,8 +126,12 @@ def _label_words(y_query, y_db, *, query_name="y_query", db_name="y_db"):
     return codes[: len(yq), None].copy(), codes[len(yq) :, None].copy(), False
 
 
-def _check_indices(indices, n_queries, n_db, *, name="indices"):
-    """Validate a ranking matrix (n_queries, R) of database indices; returns it as C-contiguous int64."""
+def _check_indices(indices, n_queries, n_db, *, name="indices", unique=False):
+    """Validate a ranking matrix (n_queries, R) of database indices; returns it as C-contiguous int64.
+
+    With ``unique``, a row may list an item once only (a ranking is an order of distinct items; the
+    protocols that count every occurrence would count a repeated hit twice).
+    """
     arr = np.asarray(indices)
     if arr.ndim != 2:
         raise InputError(
@@ -144,7 +155,17 @@ def _check_indices(indices, n_queries, n_db, *, name="indices"):
         )
     if n_db is None and lo < 0:
         raise InputError(f"{name} holds the negative index {lo}; database indices start at 0.")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if unique:
+        ordered = np.sort(arr, axis=1)
+        repeated = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+        if repeated.size:
+            q = repeated[0]
+            item = ordered[q, 1:][ordered[q, 1:] == ordered[q, :-1]][0]
+            raise InputError(
+                f"{name}[{q}] lists database index {item} more than once; a ranking lists each item once."
+            )
+    return arr
 
 
 def _check_k(k, n_retrieved, name="k"):
@@ -378,7 +399,7 @@ def mean_average_precision(
     """
     qw, dw, multi = _label_words(y_query, y_db)
     n_db = dw.shape[0]
-    idx = _check_indices(indices, qw.shape[0], n_db)
+    idx = _check_indices(indices, qw.shape[0], n_db, unique=True)
     k = _check_k(k, idx.shape[1])
     if tie_aware:
         dist = _check_distances(distances, idx.shape)
@@ -454,7 +475,7 @@ def precision_at_k(y_query, y_db, indices, *, k=None, return_per_query=False):
     0.25
     """
     qw, dw, multi = _label_words(y_query, y_db)
-    idx = _check_indices(indices, qw.shape[0], dw.shape[0])
+    idx = _check_indices(indices, qw.shape[0], dw.shape[0], unique=True)
     k = _check_k(k, idx.shape[1])
     precisions = _hits_at_k_kernel(qw, dw, multi, idx, k) / k
     mean = float(precisions.mean())
@@ -591,15 +612,32 @@ def _revisitop_sets(gnd, protocol):
                 )
             parts[key] = a.astype(np.int64)
         if protocol == "easy":
-            positives.append(parts["easy"])
-            junk.append(np.concatenate([parts["junk"], parts["hard"]]))
+            ok, bad = parts["easy"], np.concatenate([parts["junk"], parts["hard"]])
         elif protocol == "medium":
-            positives.append(np.concatenate([parts["easy"], parts["hard"]]))
-            junk.append(parts["junk"])
+            ok, bad = np.concatenate([parts["easy"], parts["hard"]]), parts["junk"]
         else:
-            positives.append(parts["hard"])
-            junk.append(np.concatenate([parts["junk"], parts["easy"]]))
+            ok, bad = parts["hard"], np.concatenate([parts["junk"], parts["easy"]])
+        _check_positives(ok, bad, i, protocol)
+        positives.append(ok)
+        junk.append(bad)
     return positives, junk
+
+
+def _check_positives(ok, junk, i, protocol):
+    # The official script counts every listed positive and every ranked hit: a repeated positive, or
+    # one that is junk too, gives an AP above 1 (mAP 1.25). Real ground truth has neither; refuse.
+    values, counts = np.unique(ok, return_counts=True)
+    if (counts > 1).any():
+        raise InputError(
+            f"gnd[{i}] lists database index {values[counts > 1][0]} as a positive twice under the "
+            f"{protocol!r} protocol; each positive must be listed once."
+        )
+    both = np.intersect1d(ok, junk)
+    if both.size:
+        raise InputError(
+            f"gnd[{i}] lists database index {both[0]} as both positive and junk under the {protocol!r} "
+            "protocol; an item is one or the other."
+        )
 
 
 def revisitop_map(indices, gnd, protocol="medium", kappas=(1, 5, 10)):
@@ -647,7 +685,7 @@ def revisitop_map(indices, gnd, protocol="medium", kappas=(1, 5, 10)):
         raise InputError("gnd must be a list with one dict of 'easy', 'hard', 'junk' lists per query.")
     if len(gnd) == 0:
         raise InputError("gnd is empty; need the ground truth of at least one query.")
-    idx = _check_indices(indices, len(gnd), None)
+    idx = _check_indices(indices, len(gnd), None, unique=True)
     kappas = [check_positive_int(kq, "each kappa") for kq in kappas]
     positives, junk = _revisitop_sets(gnd, protocol)
     n_q = len(gnd)
@@ -727,6 +765,8 @@ def _gldv2_solution(solution, n_queries):
             )
         if not np.issubdtype(r.dtype, np.integer):
             raise InputError(f"solution[{q}] must hold integer database indices, got dtype {r.dtype}.")
+        if r[0] < 0:  # sorted by np.unique; a negative index would match a padded (-1) prediction
+            raise InputError(f"solution[{q}] holds the negative index {r[0]}; database indices start at 0.")
         rows.append(int(q))
         relevant.append(r.astype(np.int64))
     if len(set(rows)) != len(rows):

@@ -358,6 +358,11 @@ def revisitop_problems(draw):
 def test_revisitop_matches_official_loop_to_the_bit(problem, protocol):
     ranks, gnd, kappas = problem
     sets = [revisitop_sets(g, protocol) for g in gnd]
+    if any(len(set(ok)) < len(ok) or set(ok) & set(junk) for ok, junk in sets):
+        # A positive listed twice, or as junk too: the official loop gives APs above 1 (issue 13, Q2).
+        with pytest.raises(ValueError, match="twice|both positive and junk"):
+            revisitop_map(ranks, gnd, protocol, kappas)
+        return
     if all(len(ok) == 0 for ok, _ in sets):
         with pytest.raises(ValueError, match="No query has positives"):
             revisitop_map(ranks, gnd, protocol, kappas)
@@ -632,3 +637,34 @@ def test_bad_input_raises_clear_errors(call, message):
     raised_at = info.traceback[-1]
     if raised_at.path.name != "codes.py" and raised_at.name != "_check_code_pair":
         assert isinstance(info.value, InputError)
+
+
+# -------------------------------------------------------------------------------------------------- issue 13
+
+
+def test_revisitop_refuses_repeated_items_instead_of_map_above_one():
+    # Q2: the official loop gives 4.0 and 1.25 here.
+    with pytest.raises(ValueError, match=r"indices\[0\] lists database index 0 more than once"):
+        revisitop_map([[0, 0, 0, 0]], [{"easy": [0], "hard": [], "junk": []}])
+    with pytest.raises(ValueError, match="both positive and junk"):
+        revisitop_map([[0, 1, 2]], [{"easy": [0, 1], "hard": [], "junk": [0]}])
+    with pytest.raises(ValueError, match="positive twice"):
+        revisitop_map([[0, 1, 2]], [{"easy": [1], "hard": [1], "junk": []}])
+    assert revisitop_map([[0, 1, 2]], [{"easy": [0], "hard": [], "junk": []}]).map == 1.0
+
+
+def test_hashnet_metrics_refuse_duplicates_gldv2_skips_them():
+    # Q3: HashNet's protocol ranks each item once (0.639 instead of 0.583 with the repeat counted).
+    y_db = [1, 0, 1, 0]
+    with pytest.raises(ValueError, match="more than once"):
+        mean_average_precision([1], y_db, [[0, 0, 1, 2]])
+    with pytest.raises(ValueError, match="more than once"):
+        precision_at_k([1], y_db, [[0, 0]], k=2)
+    # GLDv2's official metric skips a prediction seen before: the repeat takes a position, adds nothing.
+    assert gldv2_map([[0, 0, 2]], {0: [0, 2]}, k=3) == pytest.approx((1 / 1 + 2 / 3) / 2)
+
+
+def test_gldv2_refuses_negative_ground_truth():
+    # Q4: a -1 in the solution matched the -1 padding of a shorter ranking.
+    with pytest.raises(ValueError, match="negative index -1"):
+        gldv2_map([[3, 1], [2]], {0: [3], 1: [-1]}, k=2)

@@ -26,8 +26,21 @@ The hot loop indexes rows with unsigned integers: with a signed offset index num
 negative (wrap-around) indices, and LLVM falls back to gathers that are several times slower.
 """
 
+import importlib.util
+import os
+
 import numba
 import numpy as np
+
+# numba's default threading layer on Linux is GNU OpenMP when TBB is missing, and GNU OpenMP aborts any
+# forked child that runs a parallel region ("fork() called from a process already using GNU OpenMP"),
+# so one search poisoned joblib and multiprocessing for the whole process. TBB (when installed) and numba's
+# own workqueue are fork-safe (numba's "forksafe" choice still takes GNU OpenMP here). A user's explicit
+# NUMBA_THREADING_LAYER still wins.
+# numba re-reads its configuration from the environment, so the choice goes there too.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    os.environ["NUMBA_THREADING_LAYER"] = "tbb" if importlib.util.find_spec("tbb") else "workqueue"
+    numba.config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]
 
 from .._popcount import popcount64
 

@@ -13,9 +13,9 @@ import os
 
 import numpy as np
 
-from .._streaming import iter_row_chunks
+from .._streaming import check_open, iter_row_chunks
 from .._validation import InputError, check_positive_int
-from ..codes import n_bytes, pack_bits
+from ..codes import check_codes, n_bytes, pack_bits
 from ._atomic import INCOMPLETE_ATTR, atomic_output, check_dataset_key, open_for_writing, swapped_dataset
 from ._specs import check_output_folder, open_h5
 
@@ -26,6 +26,7 @@ CODES_CHUNK_ROWS = 65_536  # rows encoded at once; the features read are capped 
 
 
 def _check_encoder_input(encoder, X):
+    check_open(X)
     if not hasattr(X, "shape") or len(X.shape) != 2:
         raise InputError(f"X must be 2-D (n_samples, n_features), got shape {getattr(X, 'shape', None)}.")
     if X.shape[0] == 0:
@@ -188,8 +189,13 @@ def code_file_layout(arr, spec):
         )
     if len(arr.shape) != 2:
         raise InputError(f"{os.fspath(spec)!r}: codes must be 2-D (n_samples, width), got shape {arr.shape}.")
-    if bool(attrs.get("packed", False)):
-        n_bits = int(attrs["n_bits"])
+    if _packed_attr(attrs.get("packed", False), spec):
+        if "n_bits" not in attrs:
+            raise InputError(
+                f"{os.fspath(spec)!r}: packed codes need an 'n_bits' attribute (how many bits each code "
+                "has); skhash.io.write_codes writes it."
+            )
+        n_bits = _n_bits_attr(attrs["n_bits"], spec)
         if arr.dtype != np.uint8 or arr.shape[1] != n_bytes(n_bits):
             raise InputError(
                 f"{os.fspath(spec)!r}: packed {n_bits}-bit codes must be uint8 of width {n_bytes(n_bits)}, "
@@ -199,6 +205,22 @@ def code_file_layout(arr, spec):
     if not (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)):
         raise _not_bits(spec, f"{arr.dtype} values")
     return int(arr.shape[1]), False
+
+
+def _packed_attr(value, spec):
+    # h5py gives numpy bools, ints or strings; "no" or "False" must not read as True.
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise InputError(
+        f"{os.fspath(spec)!r}: attribute 'packed' must be True or False, got {value!r}."
+    )
+
+
+def _n_bits_attr(value, spec):
+    try:
+        return check_positive_int(value.item() if isinstance(value, np.generic) else value, "n_bits")
+    except InputError:
+        raise InputError(f"{os.fspath(spec)!r}: attribute 'n_bits' must be a positive integer, got {value!r}.") from None
 
 
 def check_bit_columns(bits, spec):
@@ -241,7 +263,7 @@ def read_codes(spec):
     arr = open_h5(spec)
     n_bits, packed = code_file_layout(arr, spec)
     if packed:
-        return np.ascontiguousarray(arr[...]), n_bits
+        return check_codes(arr[...], packed=True, n_bits=n_bits, input_name=repr(os.fspath(spec)))[0], n_bits
     bits = np.asarray(arr[...])
     check_bit_columns(bits, spec)
     return pack_bits(bits), n_bits

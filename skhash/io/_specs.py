@@ -163,7 +163,7 @@ def _open_npy(spec, path, key):
         raise InputError(f"{spec!r}: a .npy file holds one array; drop the ':{key}' suffix.")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
+    except Exception as exc:  # a corrupt header fails in many ways (EOFError, SyntaxError, TokenError, ...)
         raise InputError(
             f"{path!r} cannot be opened as a feature matrix: {exc} Only numeric arrays are read; "
             "object arrays would need unpickling, which could execute code."

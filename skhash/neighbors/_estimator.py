@@ -122,6 +122,10 @@ class HammingNeighbors(BaseEstimator):
         check_n_jobs(self.n_jobs)
         device = resolve_device(self.device, fallback="raise")
         packed, n_bits = self._as_packed(X, reset=True)
+        if packed.flags.writeable and isinstance(X, np.ndarray) and np.may_share_memory(packed, X):
+            # Packed input passes the check without a copy; the index must not change when the caller
+            # later writes into their array. A read-only memory map is read in place.
+            packed = packed.copy()
         self.n_bits_ = n_bits
         self.n_samples_fit_ = packed.shape[0]
         self._index = make_index(packed, n_bits, device)
@@ -362,7 +366,8 @@ class HammingNeighbors(BaseEstimator):
         r = self.radius if radius is None else radius
         if r is None:
             raise InputError("No radius: pass radius=... here or to the constructor.")
-        max_d = int(min(math.floor(check_nonnegative_real(r, "radius")), self.n_bits_))
+        # Clip before floor: a huge radius (1e300: everything) then never overflows an integer.
+        max_d = int(math.floor(min(check_nonnegative_real(r, "radius"), self.n_bits_)))
         queries, exclude = self._queries(X)
         if queries.shape[0] == 0:
             return np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.int64)

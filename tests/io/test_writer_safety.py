@@ -190,3 +190,27 @@ def test_same_file(tmp_path):
     assert same_file(a, tmp_path / "link.h5")
     assert same_file(str(a), tmp_path / "." / "a.h5")
     assert not same_file(a, tmp_path / "missing.h5")
+
+
+@pytest.mark.parametrize(
+    "attrs, match",
+    [({"packed": True}, "need an 'n_bits' attribute"), ({"packed": "no", "n_bits": 16}, "'packed' must be True"),
+     ({"packed": True, "n_bits": -3}, "'n_bits' must be a positive integer"),
+     ({"packed": True, "n_bits": "x"}, "'n_bits' must be a positive integer")],
+)
+def test_read_codes_reads_attributes_strictly(tmp_path, attrs, match):
+    path = tmp_path / "c.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("c", data=np.zeros((2, 2), np.uint8)).attrs.update(attrs)
+    with pytest.raises(InputError, match=match):
+        read_codes(f"{path}:c")
+
+
+def test_closed_dataset_is_an_input_error(tmp_path, data):
+    X, old, _ = data
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = X
+        ds = f["x"]
+    with pytest.raises(InputError, match="closed"):
+        write_codes(old, ds, tmp_path / "c.h5")
