@@ -930,7 +930,7 @@ _LOO_QUERY_BLOCK = 64  # queries per task of the parallel loop (each task alloca
 
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _leave_one_out_ap_kernel(words, label_words, multi, k, n_bits):
-    """AP@k of every row querying all the others, by one pass over the others per query.
+    """AP@k of every row querying all the others, by one counting pass over the others per query.
 
     The pass visits the others in index order, so when it meets an item at distance ``d``, the items
     already counted at ``d`` are exactly those ranked before it in its tie group. A relevant item's rank
@@ -940,9 +940,12 @@ def _leave_one_out_ap_kernel(words, label_words, multi, k, n_bits):
     the number of threads.
     """
     n, n_words = words.shape
+    words_t = np.ascontiguousarray(words.T)  # word-major: the distance loop runs over contiguous codes
     aps = np.zeros(n)
     n_blocks = (n + _LOO_QUERY_BLOCK - 1) // _LOO_QUERY_BLOCK
     for b in numba.prange(n_blocks):
+        dist = np.empty(n, dtype=np.int64)
+        relevant = np.empty(n, dtype=np.bool_)
         hit_distance = np.empty(n, dtype=np.int64)  # per relevant item, in index order
         hit_before_in_tie = np.empty(n, dtype=np.int64)  # items at its distance with a smaller index
         hit_number_in_tie = np.empty(n, dtype=np.int64)  # relevant items at its distance before it
@@ -950,27 +953,31 @@ def _leave_one_out_ap_kernel(words, label_words, multi, k, n_bits):
         count = np.empty(n_bits + 1, dtype=np.int64)
         count_relevant = np.empty(n_bits + 1, dtype=np.int64)
         for q in range(b * _LOO_QUERY_BLOCK, min(n, (b + 1) * _LOO_QUERY_BLOCK)):
+            # Distances and relevance first, in loops the compiler vectorises; then the counting pass.
+            dist[:] = 0
+            for w in range(n_words):
+                word = words_t[w, q]
+                for j in range(n):
+                    dist[j] += popcount64(word ^ words_t[w, j])
+            _relevance_of(label_words, multi, q, relevant)
             count[:] = 0
             count_relevant[:] = 0
             m = 0
-            for j in range(n):
-                if j == q:
-                    continue
-                d = 0
-                for w in range(n_words):
-                    d += popcount64(words[q, w] ^ words[j, w])
-                if _relevant(label_words, label_words, q, j, multi):
-                    hit_distance[m] = d
-                    hit_before_in_tie[m] = count[d]
-                    hit_number_in_tie[m] = count_relevant[d]
-                    count_relevant[d] += 1
-                    m += 1
-                count[d] += 1
+            for part in range(2):  # the others: before q, then after it
+                for j in range(0, q) if part == 0 else range(q + 1, n):
+                    d = dist[j]
+                    if relevant[j]:
+                        hit_distance[m] = d
+                        hit_before_in_tie[m] = count[d]
+                        hit_number_in_tie[m] = count_relevant[d]
+                        count_relevant[d] += 1
+                        m += 1
+                    count[d] += 1
             # Where each tie group starts, among all others and among the relevant ones.
-            ranked = relevant = 0
+            ranked = n_relevant = 0
             for d in range(n_bits + 1):
                 ranked, count[d] = ranked + count[d], ranked
-                relevant, count_relevant[d] = relevant + count_relevant[d], relevant
+                n_relevant, count_relevant[d] = n_relevant + count_relevant[d], n_relevant
             for i in range(m):
                 d = hit_distance[i]
                 rank_of_hit[count_relevant[d] + hit_number_in_tie[i]] = count[d] + hit_before_in_tie[i]
@@ -984,6 +991,18 @@ def _leave_one_out_ap_kernel(words, label_words, multi, k, n_bits):
             if hits:
                 aps[q] = total / hits
     return aps
+
+
+@numba.njit(inline="always", cache=True)
+def _relevance_of(label_words, multi, q, out):
+    """``out[j]``: whether row ``j`` is relevant to row ``q`` (equal labels, or a shared label)."""
+    if multi:
+        for j in range(label_words.shape[0]):
+            out[j] = _relevant(label_words, label_words, q, j, True)
+    else:
+        label = label_words[q, 0]
+        for j in range(label_words.shape[0]):
+            out[j] = label_words[j, 0] == label
 
 
 class _LeaveOneOutMAPScorer:
