@@ -38,7 +38,6 @@ import numpy as np
 
 from ._labels import check_labels
 from ._popcount import popcount64
-from ._search import CpuIndex
 from ._validation import InputError, check_positive_int
 from .codes import check_codes, pack_bits, pack_words, to_bits
 
@@ -878,7 +877,6 @@ def gldv2_map(indices, solution, k=100, *, return_per_query=False):
 
 # Rankings are computed in blocks of queries so that memory stays near this many indices per block,
 # whatever the number of samples (a full leave-one-out ranking of n samples is n * (n - 1) indices).
-_LOO_BLOCK_ENTRIES = 1 << 22
 
 
 def leave_one_out_map(codes, y, k=None):
@@ -923,16 +921,94 @@ def leave_one_out_map(codes, y, k=None):
         raise InputError(
             f"k={k} but each of the {n} samples has only {n - 1} others to retrieve; use k <= {n - 1}."
         )
-    # The search of HammingNeighbors (its CPU index), each query leaving its own row out by index as
-    # kneighbors(X=None) does; queries go in blocks to bound memory.
-    index = CpuIndex(packed, n_bits)
-    block = max(1, _LOO_BLOCK_ENTRIES // k)
-    aps = []
-    for start in range(0, n, block):
-        rows = np.arange(start, min(start + block, n))
-        ranked = index.kneighbors(packed[start : start + block], k, rows)[1]
-        aps.append(mean_average_precision(labels[rows], labels, ranked, k=k, return_per_query=True)[1])
-    return float(np.concatenate(aps).mean())
+    # No ranking is built: distances take n_bits + 1 values, so each query's ranking (by distance, ties
+    # by index, its own row left out, as kneighbors(X=None) ranks) is a counting sort, and its AP is read
+    # from the counts in one more pass over the others: O(n) per query instead of O(n log n) with a
+    # (n, k) ranking in memory. The APs are those of mean_average_precision on that ranking, exactly.
+    words = pack_words(packed, n_bits)
+    label_words, _, multi = _label_words(labels, labels[:1], query_name="y", db_name="y")
+    aps = _leave_one_out_ap_kernel(words, label_words, multi, k, n_bits)
+    return float(aps.mean())
+
+
+_LOO_QUERY_BLOCK = 64  # queries per task of the parallel loop (each task allocates its scratch once)
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _leave_one_out_ap_kernel(words, label_words, multi, k, n_bits):
+    """AP@k of every row querying all the others, by one counting pass over the others per query.
+
+    The pass visits the others in index order, so when it meets an item at distance ``d``, the items
+    already counted at ``d`` are exactly those ranked before it in its tie group. A relevant item's rank
+    is then the number of items at smaller distances (known after the pass) plus that count, and its hit
+    number the same for relevant items. Hits are added up in rank order, as mean_average_precision
+    does, so the APs equal its APs bit for bit. One task per block of queries: no result depends on
+    the number of threads.
+    """
+    n, n_words = words.shape
+    words_t = np.ascontiguousarray(words.T)  # word-major: the distance loop runs over contiguous codes
+    aps = np.zeros(n)
+    n_blocks = (n + _LOO_QUERY_BLOCK - 1) // _LOO_QUERY_BLOCK
+    for b in numba.prange(n_blocks):
+        dist = np.empty(n, dtype=np.int64)
+        relevant = np.empty(n, dtype=np.bool_)
+        hit_distance = np.empty(n, dtype=np.int64)  # per relevant item, in index order
+        hit_before_in_tie = np.empty(n, dtype=np.int64)  # items at its distance with a smaller index
+        hit_number_in_tie = np.empty(n, dtype=np.int64)  # relevant items at its distance before it
+        rank_of_hit = np.empty(n, dtype=np.int64)
+        count = np.empty(n_bits + 1, dtype=np.int64)
+        count_relevant = np.empty(n_bits + 1, dtype=np.int64)
+        for q in range(b * _LOO_QUERY_BLOCK, min(n, (b + 1) * _LOO_QUERY_BLOCK)):
+            # Distances and relevance first, in loops the compiler vectorises; then the counting pass.
+            dist[:] = 0
+            for w in range(n_words):
+                word = words_t[w, q]
+                for j in range(n):
+                    dist[j] += popcount64(word ^ words_t[w, j])
+            _relevance_of(label_words, multi, q, relevant)
+            count[:] = 0
+            count_relevant[:] = 0
+            m = 0
+            for part in range(2):  # the others: before q, then after it
+                for j in range(0, q) if part == 0 else range(q + 1, n):
+                    d = dist[j]
+                    if relevant[j]:
+                        hit_distance[m] = d
+                        hit_before_in_tie[m] = count[d]
+                        hit_number_in_tie[m] = count_relevant[d]
+                        count_relevant[d] += 1
+                        m += 1
+                    count[d] += 1
+            # Where each tie group starts, among all others and among the relevant ones.
+            ranked = n_relevant = 0
+            for d in range(n_bits + 1):
+                ranked, count[d] = ranked + count[d], ranked
+                n_relevant, count_relevant[d] = n_relevant + count_relevant[d], n_relevant
+            for i in range(m):
+                d = hit_distance[i]
+                rank_of_hit[count_relevant[d] + hit_number_in_tie[i]] = count[d] + hit_before_in_tie[i]
+            hits = 0
+            total = 0.0
+            for h in range(m):  # in rank order
+                if rank_of_hit[h] >= k:
+                    break
+                hits += 1
+                total += hits / (rank_of_hit[h] + 1)
+            if hits:
+                aps[q] = total / hits
+    return aps
+
+
+@numba.njit(inline="always", cache=True)
+def _relevance_of(label_words, multi, q, out):
+    """``out[j]``: whether row ``j`` is relevant to row ``q`` (equal labels, or a shared label)."""
+    if multi:
+        for j in range(label_words.shape[0]):
+            out[j] = _relevant(label_words, label_words, q, j, True)
+    else:
+        label = label_words[q, 0]
+        for j in range(label_words.shape[0]):
+            out[j] = label_words[j, 0] == label
 
 
 class _LeaveOneOutMAPScorer:
