@@ -87,6 +87,8 @@ ENCODERS = (
     EncoderSpec("ugreedyhash", "UnsupervisedGreedyHashEncoder", "skhash.encoders.unsupervised._greedyhash",
                 "unsupervised", False,
                 "GreedyHash without labels: straight-through signs, cosines regressed on features' (NeurIPS 2018)"),
+    EncoderSpec("cibhash", "CIBHashEncoder", "skhash.encoders.unsupervised._cibhash", "unsupervised", False,
+                "CIBHash: contrastive codes of two feature-space views, information bottleneck (IJCAI 2021)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")
