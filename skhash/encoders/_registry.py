@@ -80,6 +80,15 @@ ENCODERS = (
                 "FSDH: SDH with labels regressed onto the codes, a closed-form discrete step (TPAMI 2018)"),
     EncoderSpec("bre", "BREEncoder", "skhash.encoders.shallow._bre", "shallow", False,
                 "BRE: kernel hashes whose Hamming distances reconstruct distances, or labels (NIPS 2009)"),
+    EncoderSpec("pseudolabel", "PseudoLabelEncoder", "skhash.encoders.unsupervised._pseudo", "unsupervised", False,
+                "Pseudo-labels: k-means cluster ids as classes for a supervised encoder (OrthoHash by default)"),
+    EncoderSpec("bihalf", "BiHalfEncoder", "skhash.encoders.unsupervised._bihalf", "unsupervised", False,
+                "Bi-half: every bit split at the batch median, code cosines regressed on features' (AAAI 2021)"),
+    EncoderSpec("ugreedyhash", "UnsupervisedGreedyHashEncoder", "skhash.encoders.unsupervised._greedyhash",
+                "unsupervised", False,
+                "GreedyHash without labels: straight-through signs, cosines regressed on features' (NeurIPS 2018)"),
+    EncoderSpec("cibhash", "CIBHashEncoder", "skhash.encoders.unsupervised._cibhash", "unsupervised", False,
+                "CIBHash: contrastive codes of two feature-space views, information bottleneck (IJCAI 2021)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")

@@ -32,6 +32,10 @@ AT_MOST_N_FEATURES_BITS = (
     "PCAHashEncoder", "ITQEncoder", "KMeansHashEncoder", "BinaryAutoencoderEncoder", "ITQCCAEncoder"
 )
 SMALL_FOR = {name: {"n_bits": 2} for name in AT_MOST_N_FEATURES_BITS}
+# A meta-estimator takes its inner encoder's cheap settings through the encoder it is given.
+SMALL_FOR["PseudoLabelEncoder"] = {
+    "encoder": get_encoder("orthohash")(n_bits=16, device="cpu", max_epochs=2, random_state=0)
+}
 
 
 def small(cls):
@@ -48,7 +52,19 @@ def test_every_registered_encoder_is_checked():
     assert len(ALL) >= 3
 
 
-@parametrize_with_checks(ALL)
+# scikit-learn's checks set n_clusters=1 on any estimator that has the parameter (they take it for a
+# clusterer's); PseudoLabelEncoder's clusters are classes, and one class carries no code, so it refuses.
+N_CLUSTERS_ONE_CHECKS = ("check_dont_overwrite_parameters", "check_fit2d_predict1d",
+                         "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit2d_1feature")
+
+
+def expected_failed_checks(estimator):
+    if type(estimator).__name__ != "PseudoLabelEncoder":
+        return {}
+    return {name: "sets n_clusters=1: one pseudo-class is refused" for name in N_CLUSTERS_ONE_CHECKS}
+
+
+@parametrize_with_checks(ALL, expected_failed_checks=expected_failed_checks)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
