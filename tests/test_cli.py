@@ -167,7 +167,7 @@ def test_evaluate_revisitop_and_gldv2_give_the_metrics_numbers(files, pipeline, 
     }
     for label in y_q:
         same = np.flatnonzero(y_db == label)
-        gnd["gnd"].append({"easy": same[::2], "hard": same[1::3], "junk": same[2::6], "bbx": [0, 0, 1, 1]})
+        gnd["gnd"].append({"easy": same[0::3], "hard": same[1::3], "junk": same[2::3], "bbx": [0, 0, 1, 1]})
     with open(tmp_path / "gnd.pkl", "wb") as f:
         pickle.dump(gnd, f)
     got = scores_printed(capsys, "evaluate", "--ranks", r / "ranks.h5", "--revisitop", tmp_path / "gnd.pkl")
