@@ -225,7 +225,7 @@ class ITQCCAEncoder(ShallowEncoder):
             warnings.warn(
                 f"n_bits={self.n_bits}, but only {n_informative} canonical correlations can be non-zero "
                 f"(the rank of the centred labels or features; C - 1 for C single-label classes): CCA "
-                f"{which} correlation ~0 and carry only what ITQ's rotation mixes into the bits.",
+                f"{which} correlation ~0, so only ITQ's rotation puts information into the bits along them.",
                 UserWarning,
                 stacklevel=3,
             )
