@@ -64,8 +64,8 @@ def _check_indicator(arr, name):
         )
     if not np.all((arr == 0) | (arr == 1)):
         raise InputError(
-            f"{name} is 2-D, so it is read as a multi-label indicator matrix, but it holds values other "
-            "than 0 and 1. Pass class labels as a 1-D array (y.ravel()), or binarise the matrix "
+            f"{name} is 2-D, so it is read as a multi-label indicator matrix and must contain only 0 and 1, "
+            "but it holds values other than 0 and 1. Pass class labels as a 1-D array (y.ravel()), or binarise the matrix "
             "(e.g. sklearn.preprocessing.MultiLabelBinarizer)."
         )
     return arr.astype(np.uint8)
