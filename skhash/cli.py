@@ -426,20 +426,16 @@ def _fit(encoder, X, y):
 def cmd_fit(args):
     import joblib
 
-    from .io import open_features, read_labels
+    from .io import open_features
 
     encoder = _make_encoder(args)
     check_output(args, "--out", args.out, inputs=("--features", "--labels"))
     X = open_features(args.features, name="--features")
-    y = read_labels(args.labels, name="--labels")
-    if len(y) != X.shape[0]:
-        raise InputError(
-            f"--features has {X.shape[0]} rows but --labels has {len(y)}; they must describe the same "
-            "samples."
-        )
+    y = _fit_labels(args, X.shape[0])
+    bits = f" ({encoder.n_bits} bits)" if hasattr(encoder, "n_bits") else ""
     _say(
         args,
-        f"fitting {type(encoder).__name__} ({encoder.n_bits} bits) on {X.shape[0]:,} x {X.shape[1]} features"
+        f"fitting {type(encoder).__name__}{bits} on {X.shape[0]:,} x {X.shape[1]} features"
         + (", standardised" if args.standardize else ""),
     )
     start = time.perf_counter()
@@ -451,8 +447,26 @@ def cmd_fit(args):
     else:
         model = _fit(encoder, X, y)
     _write_atomically(args.out, lambda tmp: joblib.dump(model, tmp))
-    _say(args, f"trained in {time.perf_counter() - start:.1f} s on {encoder.device_}; wrote {args.out}")
+    where = f" on {encoder.device_}" if hasattr(encoder, "device_") else ""
+    _say(args, f"trained in {time.perf_counter() - start:.1f} s{where}; wrote {args.out}")
     return 0
+
+
+def _fit_labels(args, n_rows):
+    """The labels of ``fit``: required by supervised methods, not read for the others (they ignore them)."""
+    from .io import read_labels
+
+    if not encoder_spec(args.method).supervised:
+        return None
+    if args.labels is None:
+        raise InputError(f"--method {args.method} learns from labels: give --labels.")
+    y = read_labels(args.labels, name="--labels")
+    if len(y) != n_rows:
+        raise InputError(
+            f"--features has {n_rows} rows but --labels has {len(y)}; they must describe the same "
+            "samples."
+        )
+    return y
 
 
 # --------------------------------------------------------------------------------------------------
@@ -723,13 +737,15 @@ def cmd_evaluate(args):
 def _add_fit(sub, *, method_flags=True):
     p = sub.add_parser(
         "fit",
-        help="train a hash encoder on labelled features and save it",
-        description="Train a hash encoder on labelled descriptors and save it with joblib. HDF5 features are "
-        "streamed in shuffled windows, so files larger than memory work.",
+        help="train a hash encoder on features (labelled, for supervised methods) and save it",
+        description="Train a hash encoder on descriptors (with their labels, for supervised methods) and save "
+        "it with joblib. HDF5 features are streamed in shuffled windows, so files larger than memory work.",
     )
     p.add_argument("--features", required=True, metavar="SPEC", help=f"training descriptors, {SPEC_HELP}")
     p.add_argument(
-        "--labels", required=True, metavar="SPEC", help=f"their labels (1-D, or a 0/1 matrix), {SPEC_HELP}"
+        "--labels",
+        metavar="SPEC",
+        help=f"their labels (1-D, or a 0/1 matrix), {SPEC_HELP}; needed by supervised methods only",
     )
     p.add_argument(
         "--method",

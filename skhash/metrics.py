@@ -29,6 +29,7 @@ from collections.abc import Mapping
 import numba
 import numpy as np
 
+from ._labels import check_labels
 from ._popcount import popcount64
 from ._validation import InputError, check_positive_int
 from .codes import check_codes, pack_bits, pack_words, to_bits
@@ -80,49 +81,14 @@ inter_histogram : ndarray of shape (n_bits + 1,), dtype int64
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_labels(y, name):
-    """Validate one label array; returns it as an ndarray (1-D labels or a 2-D uint8 indicator matrix)."""
-    arr = np.asarray(y)
-    if arr.ndim not in (1, 2):
-        raise InputError(
-            f"{name} must be 1-D labels or a 2-D {{0, 1}} indicator matrix (n_samples, n_classes), "
-            f"got shape {arr.shape}."
-        )
-    if arr.shape[0] == 0:
-        raise InputError(f"{name} is empty; need at least one sample.")
-    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
-        raise InputError(f"{name} contains NaN or infinity; give every sample a label.")
-    if arr.ndim == 2:
-        if arr.shape[1] == 0:
-            raise InputError(
-                f"{name} has 0 columns; a multi-label indicator matrix needs at least one class."
-            )
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise InputError(
-                f"{name} is 2-D, so it must be a numeric {{0, 1}} indicator matrix, got dtype {arr.dtype}."
-            )
-        if not np.all((arr == 0) | (arr == 1)):
-            raise InputError(
-                f"{name} is 2-D, so it is read as a multi-label indicator matrix, but it holds values other "
-                "than 0 and 1. Pass class labels as a 1-D array (y.ravel()), or binarise the matrix "
-                "(e.g. sklearn.preprocessing.MultiLabelBinarizer)."
-            )
-        return arr.astype(np.uint8)
-    if arr.dtype == object:
-        for v in arr:
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                raise InputError(f"{name} contains None or NaN; give every sample a label.")
-    return arr
-
-
 def _label_words(y_query, y_db, *, query_name="y_query", db_name="y_db"):
     """Labels of both sides as uint64 words so one kernel tests relevance for every label kind.
 
     1-D labels become one word holding a shared integer code (relevant = equal words); indicator
     matrices become bitsets (relevant = a common set bit). Returns ``(query_words, db_words, multi)``.
     """
-    yq = _check_labels(y_query, query_name)
-    yd = _check_labels(y_db, db_name)
+    yq = check_labels(y_query, query_name)
+    yd = check_labels(y_db, db_name)
     if yq.ndim != yd.ndim:
         raise InputError(
             f"{query_name} is {yq.ndim}-D and {db_name} is {yd.ndim}-D; both must be 1-D labels or both "
@@ -903,7 +869,7 @@ def leave_one_out_map(codes, y, k=None):
     0.0
     """
     packed, n_bits = check_codes(codes, ensure_min_samples=0)
-    labels = _check_labels(y, "y")
+    labels = check_labels(y, "y")
     _check_same_length(packed, labels, "codes", "y")
     n = packed.shape[0]
     if n < 2:

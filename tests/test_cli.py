@@ -11,7 +11,7 @@ import joblib
 import numpy as np
 import pytest
 
-from skhash import OrthoHashEncoder, make_descriptors
+from skhash import ITQEncoder, OrthoHashEncoder, SignEncoder, make_descriptors
 from skhash.cli import main
 from skhash.codes import pack_bits
 from skhash.datasets import load_revisitop, read_gldv2_solution
@@ -277,6 +277,19 @@ def test_fit_passes_the_method_and_its_parameters(files, tmp_path, method):
     assert (model.n_bits, model.max_epochs, model.random_state, model.n_iter_) == (16, 2, 3, 2)
 
 
+@pytest.mark.parametrize("method", ["itq", "sign"])
+def test_fit_without_labels_for_unsupervised_methods(files, tmp_path, method, capsys):
+    r = files["root"]
+    params = ["--bits", 16, "--random-state", 0] if method == "itq" else []
+    run("fit", "--features", f"{r}/train.h5:feats", "--method", method, *params, "--out", tmp_path / "m.joblib")
+    model = joblib.load(tmp_path / "m.joblib")
+    expected = {"itq": ITQEncoder(16, random_state=0), "sign": SignEncoder()}[method].fit(files["X"])
+    # the file is streamed, the array is not: the same model up to float rounding
+    assert np.mean(model.transform(files["X_db"]) == expected.transform(files["X_db"])) > 0.999
+    msg = error_of(capsys, "fit", "--features", f"{r}/train.h5:feats", "--out", tmp_path / "o.joblib")
+    assert "--method orthohash learns from labels: give --labels" in msg
+
+
 def test_orthohash_margin_and_scale_reach_the_encoder(files, tmp_path):
     r = files["root"]
     run(
@@ -386,7 +399,8 @@ def test_bad_paths_keys_and_shapes_give_clear_errors(files, pipeline, capsys, tm
     msg = error_of(
         capsys, "fit", "--features", f"{r}/train.h5:feats", *train, "--method", "csq", "--margin", 0.1
     )
-    assert "--margin applies to --method orthohash only" in msg
+    # The message lists every registered method with a margin (OrthoHash, DPN, ...), from the registry.
+    assert "--margin applies to --method orthohash" in msg and "only, not csq." in msg
 
     msg = error_of(
         capsys,

@@ -10,7 +10,7 @@ import pytest
 from skhash import OrthoHashEncoder
 from skhash.cli import main
 
-ROW = re.compile(r"^(OrthoHash|CSQ|GreedyHash)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$")
+ROW = re.compile(r"^(\w+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$")
 
 
 def table(stdout):
@@ -88,6 +88,12 @@ def test_demo_methods_and_their_names_come_from_the_encoder_registry(capsys):
     choices = ", ".join(repr(spec.name) for spec in ENCODERS)
     assert f"(choose from {choices}, 'all')" in capsys.readouterr().err
     assert [display_name(name) for name in ("orthohash", "csq", "greedyhash")] == ["OrthoHash", "CSQ", "GreedyHash"]
+
+
+def test_demo_takes_methods_without_labels_or_device(capsys):
+    # the shallow unsupervised encoders take neither device nor labels, and SignEncoder no n_bits
+    assert main(["demo", "--methods", "itq", "sign", "--bits", "16", "32", "--no-plot"]) == 0
+    assert set(table(capsys.readouterr().out)) == {("ITQ", 16), ("ITQ", 32), ("Sign", 64)}
 
 
 def test_demo_reports_a_bad_device_as_one_line(capsys):

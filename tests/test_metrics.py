@@ -187,7 +187,8 @@ def ranking_problems(draw, multi_label=None):
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     if multi:
-        n_classes = draw(st.integers(1, 5))
+        # 2+ columns: an (n, 1) matrix is a column of class labels (skhash._labels, tests/test_labels.py)
+        n_classes = draw(st.integers(2, 5))
         y_db = (rng.random((n_db, n_classes)) < 0.4).astype(np.uint8)
         y_q = (rng.random((n_q, n_classes)) < 0.4).astype(np.uint8)
     else:
@@ -255,9 +256,9 @@ def tie_problems(draw):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     db_bits = rng.integers(0, 2, (n_db, n_bits))
     q_bits = rng.integers(0, 2, (2, n_bits))
-    if multi:
-        y_db = (rng.random((n_db, n_classes)) < 0.5).astype(np.uint8)
-        y_q = (rng.random((2, n_classes)) < 0.5).astype(np.uint8)
+    if multi:  # 2+ columns: an (n, 1) matrix is a column of class labels
+        y_db = (rng.random((n_db, n_classes + 1)) < 0.5).astype(np.uint8)
+        y_q = (rng.random((2, n_classes + 1)) < 0.5).astype(np.uint8)
     else:
         y_db = rng.integers(0, n_classes, n_db)
         y_q = rng.integers(0, n_classes, 2)

@@ -5,6 +5,7 @@ numpy arrays reads the file.
 """
 
 import codecs
+import io
 import os
 import pickle
 
@@ -43,39 +44,146 @@ def _latin1_encode(obj, encoding="latin1"):
     return codecs.encode(obj, "latin1")
 
 
-def _allowed_globals():
+class _ArrayClass:
+    """What the name ``numpy.ndarray`` resolves to: the type argument of ``_reconstruct``, not callable.
+
+    A genuine pickle names ``numpy.ndarray`` only as the class ``_reconstruct`` rebuilds; calling it would
+    allocate an array of any declared shape, uninitialised, so the name stands for a marker instead.
+    """
+
+
+class _CheckedArray(np.ndarray):
+    """The array ``_reconstruct`` returns: its ``__setstate__`` checks the state before numpy reads it.
+
+    numpy trusts the state it is given: a shape of 10**8 with a one-element object list crashes the
+    interpreter, and a raw buffer is copied whatever its size. The state must describe exactly the data
+    it carries, and that data counts against the file's allocation budget.
+    """
+
+    _budget = None  # the loading unpickler's budget, set on the class's per-load subclass
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise UnpicklingInputError(f"refusing an ndarray state that is not a 4- or 5-tuple: {type(state)}.")
+        shape, dtype, data = state[-4], state[-3], state[-1]
+        count = _element_count(shape)
+        if not isinstance(dtype, np.dtype):
+            raise UnpicklingInputError("refusing an ndarray state without a numpy dtype.")
+        if dtype.hasobject:
+            if dtype != np.dtype(object) or not isinstance(data, list) or len(data) != count:
+                raise UnpicklingInputError(
+                    f"refusing an object array of {count} elements whose data is not a list of that length."
+                )
+            self._budget.spend(8 * count)
+        else:
+            if not isinstance(data, (bytes, str)) or len(data) != count * dtype.itemsize:
+                raise UnpicklingInputError(
+                    f"refusing an array of shape {shape} and dtype {dtype} whose data is not exactly "
+                    f"{count * dtype.itemsize} bytes."
+                )
+            self._budget.spend(len(data))
+        super().__setstate__(state)
+
+
+def _element_count(shape):
+    if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
+        raise UnpicklingInputError(f"refusing an array shape that is not a tuple of sizes: {shape!r:.80}.")
+    count = 1
+    for d in shape:
+        count *= d  # Python ints: a declared shape cannot overflow into a small one
+    return count
+
+
+class _Budget:
+    """Bytes a pickle may make its objects allocate: what its own size allows, counted over the load.
+
+    Every array's data and every ``bytes(n)`` a genuine ground-truth file builds is written out in the
+    file, so the sum stays below its size; a hostile file that declares a 400 MB buffer in 110 bytes is
+    refused before anything is allocated.
+    """
+
+    def __init__(self, limit):
+        self.limit = int(limit)
+        self.spent = 0
+
+    def spend(self, n_bytes):
+        if self.spent + n_bytes > self.limit:
+            raise UnpicklingInputError(
+                f"refusing to allocate {n_bytes} bytes: a ground-truth file of this size may allocate "
+                f"at most {self.limit} bytes in all ({self.spent} already)."
+            )
+        self.spent += n_bytes
+
+
+def _allowed_globals(budget):
     multiarray = _numpy_module("multiarray")
     numeric = _numpy_module("numeric")
+    checked_array = type("_CheckedArray", (_CheckedArray,), {"_budget": budget})
+
+    def reconstruct(subtype, shape, dtype):
+        # numpy pickles call _reconstruct(ndarray, (0,), b"b") and fill the array in __setstate__.
+        if subtype is not _ArrayClass:
+            raise UnpicklingInputError("refusing _reconstruct of anything but numpy.ndarray.")
+        dtype = np.dtype(dtype)
+        budget.spend(_element_count(tuple(shape)) * dtype.itemsize)
+        return multiarray._reconstruct(checked_array, shape, dtype)
+
+    def scalar(dtype, *args):
+        if not isinstance(dtype, np.dtype) or dtype.hasobject:
+            raise UnpicklingInputError("refusing a numpy scalar that is not of a plain numeric dtype.")
+        if len(args) != 1 or not isinstance(args[0], (bytes, str)) or len(args[0]) != dtype.itemsize:
+            raise UnpicklingInputError(f"refusing a numpy scalar whose data is not {dtype.itemsize} bytes.")
+        budget.spend(dtype.itemsize)
+        return multiarray.scalar(dtype, *args)
+
+    def frombuffer(buf, dtype, shape, order):
+        # Reads the buffer the file carries; shape must fit it, which numpy's reshape checks.
+        budget.spend(len(buf))
+        return numeric._frombuffer(buf, dtype, shape, order)
+
+    def new_bytes(*args):
+        if args and isinstance(args[0], int):
+            budget.spend(args[0])  # bytes(n) allocates n zero bytes
+        return bytes(*args)
+
     allowed = {}
     for core in ("numpy.core", "numpy._core"):
-        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
-        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer
-    allowed[("numpy", "ndarray")] = np.ndarray
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    allowed[("numpy", "ndarray")] = _ArrayClass
     allowed[("numpy", "dtype")] = np.dtype
     # Python 2 era pickles name the builtins module __builtin__; the restricted find_class sees raw names.
     for builtins in ("builtins", "__builtin__"):
         allowed[(builtins, "set")] = set
         allowed[(builtins, "frozenset")] = frozenset
-        allowed[(builtins, "bytes")] = bytes  # protocols 0-2 write b"" (an empty array buffer) as bytes()
+        allowed[(builtins, "bytes")] = new_bytes  # protocols 0-2 write b"" (an empty array buffer) as bytes()
     allowed[("_codecs", "encode")] = _latin1_encode
     return allowed
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+# A ground-truth file may make its objects allocate this many bytes beyond its own size (small files
+# rebuild a few empty arrays and buffers).
+ALLOCATION_SLACK = 1 << 20
+
+
+class _RestrictedUnpickler(pickle._Unpickler):
     """An unpickler that rebuilds plain containers and numpy arrays and refuses every other global.
 
     A pickle can call any importable callable while it loads; refusing in ``find_class`` stops it before
     anything runs, because every global a pickle uses (GLOBAL, STACK_GLOBAL, INST, EXT) passes here.
+    What the allowed ones allocate is bounded by the file's size (:class:`_Budget`), checked before
+    allocating. It is pickle's pure-Python unpickler: the C one sizes its memo table by the largest
+    memo index a file declares (five bytes ask for gigabytes), the Python one keeps a dict.
     """
 
-    _allowed = None
+    def __init__(self, file, *, limit, **kwargs):
+        super().__init__(file, **kwargs)
+        self._allowed = _allowed_globals(_Budget(limit))
 
     def find_class(self, module, name):
-        if _RestrictedUnpickler._allowed is None:
-            _RestrictedUnpickler._allowed = _allowed_globals()
         try:
-            return _RestrictedUnpickler._allowed[(module, name)]
+            return self._allowed[(module, name)]
         except KeyError:
             raise UnpicklingInputError(
                 f"refusing to load global '{module}.{name}': this file may only contain lists, dicts, "
@@ -84,9 +192,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
 
-def _restricted_load(file):
+def _restricted_load(data):
+    # From memory, not the file: a declared length (BINBYTES of 400 MB in a 100-byte file) makes a file
+    # object's read(n) allocate n bytes first, while BytesIO.read returns only what is there.
     # latin1 turns Python 2 byte strings into str unchanged and lets numpy read Python 2 array buffers.
-    return _RestrictedUnpickler(file, encoding="latin1").load()
+    unpickler = _RestrictedUnpickler(io.BytesIO(data), limit=len(data) + ALLOCATION_SLACK, encoding="latin1")
+    return unpickler.load()
 
 
 def _check_str_list(value, key, path):
@@ -181,13 +292,16 @@ def load_revisitop(path):
             "from the revisitop project (http://cmp.felk.cvut.cz/revisitop/) and pass its path."
         )
     with open(path, "rb") as f:
-        try:
-            cfg = _restricted_load(f)
-        except UnpicklingInputError:
-            raise
-        except Exception as exc:  # truncated or foreign files fail in many ways; say which file
-            error = UnpicklingInputError if isinstance(exc, pickle.UnpicklingError) else InputError
-            raise error(f"{path}: not a readable revisitop ground-truth pickle ({exc}).") from exc
+        data = f.read()
+    try:
+        cfg = _restricted_load(data)
+    except UnpicklingInputError:
+        raise
+    except Exception as exc:  # truncated or foreign files fail in many ways; say which file
+        # The pure-Python unpickler reports a truncated file as EOFError, the C one as UnpicklingError.
+        error = UnpicklingInputError if isinstance(exc, (pickle.UnpicklingError, EOFError)) else InputError
+        reason = "the file is truncated" if isinstance(exc, EOFError) else f"{type(exc).__name__}: {exc}"
+        raise error(f"{path}: not a readable revisitop ground-truth pickle ({reason}).") from exc
 
     if not isinstance(cfg, dict):
         raise InputError(f"{path}: expected a dict with keys imlist, qimlist, gnd; got {type(cfg).__name__}.")

@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._streaming import is_lazy_array, is_streamed, iter_row_chunks, map_row_blocks
+from .._labels import check_labels
 from .._validation import InputError, validate_data
 
 # Rows per chunk of inference: bounds the float32 scratch to ~chunk * n_bits * 4 bytes.
@@ -23,33 +24,19 @@ INFERENCE_CHUNK = 65_536
 
 
 def encode_labels(y):
-    """Return ``(classes, y_enc, multilabel)``: integer class indices, or a float 0/1 indicator matrix."""
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y.ravel()
+    """Return ``(classes, y_enc, multilabel)``: integer class indices, or a float 0/1 indicator matrix.
+
+    The labels are read by :func:`skhash._labels.check_labels`, the one label reader metrics use too.
+    """
+    y = check_labels(y, "y")
     if y.ndim == 1:
-        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-            raise InputError("y contains NaN or infinity; labels must be finite.")
-        try:
-            classes, y_idx = np.unique(y, return_inverse=True)
-        except TypeError:
-            kinds = sorted({type(v).__name__ for v in y.ravel()})
-            raise InputError(
-                f"y mixes label types ({', '.join(kinds)}), which cannot be sorted into classes; make every "
-                "label the same type (e.g. y.astype(str)) and drop missing (None) labels."
-            ) from None
+        classes, y_idx = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise InputError(
                 f"Hash training needs at least 2 classes; y has {len(classes)} class ({classes!r}). "
                 "Codes learned from one class carry no information."
             )
         return classes, y_idx.astype(np.int64), False
-    if y.ndim != 2:
-        raise InputError(f"y must be 1-D labels or a 2-D 0/1 indicator matrix, got shape {y.shape}.")
-    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
-        raise InputError(f"A 2-D y must be a numeric 0/1 indicator matrix, got dtype {y.dtype}.")
-    if not np.all((y == 0) | (y == 1)):
-        raise InputError("A 2-D y is read as a multi-label indicator matrix and must contain only 0 and 1.")
     if y.shape[1] < 2:
         raise InputError(f"Hash training needs at least 2 classes; the indicator matrix has {y.shape[1]} column.")
     empty = np.flatnonzero(y.sum(axis=1) == 0)

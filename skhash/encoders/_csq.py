@@ -9,6 +9,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..targets import TARGET_METHODS, check_targets, make_targets
 from ._deep import DeepHashEncoder
+from ._layers import init_default_linear
 
 
 def csq_centers(n_classes, n_bits, rng):
@@ -42,7 +43,10 @@ class CSQEncoder(DeepHashEncoder):
 
     A latent ``Linear(n_features, n_bits)`` gives ``h``; ``u = tanh(h)`` is pulled towards the sample's
     hash centre with a binary cross-entropy, plus a quantisation penalty ``λ · mean((|u| − 1)²)``. The
-    code is the sign of ``h``.
+    code is the sign of ``h``. The latent layer starts from torch's default ``Linear`` initialisation
+    (uniform ``±1/sqrt(n_features)``, as CSQ's public code and FIRe leave it), not OrthoHash's
+    ``N(0, 0.01)``: on a multi-label set at 64 bits the latter lost about 0.02 mAP@1000 (0.411 against
+    0.427); on single-label data the two starts tie.
 
     Parameters
     ----------
@@ -61,6 +65,10 @@ class CSQEncoder(DeepHashEncoder):
     weight_decay : float, default=5e-4
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
+    n_jobs : int or None, default=None
+        CPU threads for training, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small steps and up to two for large ones, which stays fast on a busy machine
+        (``skhash.encoders._loop.cpu_threads``). Ignored when training on a GPU.
 
     Attributes
     ----------
@@ -102,6 +110,7 @@ class CSQEncoder(DeepHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.lambda_q = lambda_q
@@ -113,6 +122,7 @@ class CSQEncoder(DeepHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _prepare_classes(self, n_classes, rng):
         if isinstance(self.targets, str):
@@ -124,6 +134,9 @@ class CSQEncoder(DeepHashEncoder):
 
     def _build_latent(self, n_features):
         return torch.nn.Linear(n_features, self.n_bits)
+
+    def _init_parameters(self, latent, loss_module, gen):
+        init_default_linear(latent, gen)
 
     def _loss_state(self, device):
         return {

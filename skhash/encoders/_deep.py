@@ -78,11 +78,13 @@ def warn_if_not_converging(name, result, learning_rate):
     1e30, gave garbage codes silently (measured on digits: learning_rate=1e3 trains to mAP 0.56
     instead of 0.83, its loss hovering at its initial value until the rate drops). With at least
     ``MIN_EPOCHS_TO_JUDGE`` epochs and ``MIN_STEPS_TO_JUDGE`` steps before the first drop of the learning
-    rate, against the loss of the first step: an epoch whose mean loss is 5 %
+    rate, against the starting loss (the first step's, or the first epoch's mean if higher): an epoch whose mean loss is 5 %
     above it means the optimiser makes things worse; no epoch before the first drop of the learning
     rate 5 % below it means nothing was learned at the initial rate.
     """
-    curve, start = result.curve, result.initial_loss
+    # The first step's loss, or the first epoch's mean if that is higher: a single batch can be
+    # atypically easy (few pairs, few triplets), and a healthy run must not look like divergence.
+    curve, start = result.curve, max(result.initial_loss, result.curve[0]) if result.curve else math.nan
     phase = curve[: max(1, result.milestones[0])] if result.milestones else curve
     if (
         len(curve) < MIN_EPOCHS_TO_JUDGE
@@ -186,6 +188,8 @@ class DeepHashEncoder(BaseHashEncoder, metaclass=ABCMeta):
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "n_jobs": [None, Interval(numbers.Integral, None, -1, closed="right"),
+                   Interval(numbers.Integral, 1, None, closed="left")],
     }
     # Whether fit needs labels; unsupervised methods set False.
     _requires_y = True

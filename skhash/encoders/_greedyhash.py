@@ -6,7 +6,7 @@ import torch
 from sklearn.utils._param_validation import Interval
 
 from ..targets import check_separable
-from ._deep import DeepHashEncoder, label_cross_entropy
+from ._deep import DeepHashEncoder, init_normal_linear, label_cross_entropy
 
 
 class SignStraightThrough(torch.autograd.Function):
@@ -34,6 +34,8 @@ class GreedyHashEncoder(DeepHashEncoder):
     A latent ``Linear(n_features, n_bits)`` gives ``h``; the codes ``b = sign(h)`` feed a
     ``Linear(n_bits, n_classes)`` classifier trained with cross-entropy, and the gradient of the sign
     is passed through unchanged. A penalty ``α · mean(| |h| − 1 |^p)`` pulls ``|h|`` towards 1.
+    The latent layer starts at ``N(0, 0.01)`` with a zero bias (as FIRe's GreedyHash); the classifier
+    starts the same way (the reference's classifier start was not found).
 
     Parameters
     ----------
@@ -49,6 +51,10 @@ class GreedyHashEncoder(DeepHashEncoder):
     weight_decay : float, default=5e-4
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
+    n_jobs : int or None, default=None
+        CPU threads for training, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small steps and up to two for large ones, which stays fast on a busy machine
+        (``skhash.encoders._loop.cpu_threads``). Ignored when training on a GPU.
 
     Attributes
     ----------
@@ -86,6 +92,7 @@ class GreedyHashEncoder(DeepHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.alpha = alpha
@@ -97,6 +104,7 @@ class GreedyHashEncoder(DeepHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _prepare_classes(self, n_classes, rng):
         check_separable(n_classes, self.n_bits)
@@ -106,6 +114,10 @@ class GreedyHashEncoder(DeepHashEncoder):
 
     def _build_loss_module(self, n_classes):
         return torch.nn.Linear(self.n_bits, n_classes)
+
+    def _init_parameters(self, latent, classifier, gen):
+        init_normal_linear(latent, gen)
+        init_normal_linear(classifier, gen)
 
     def _loss(self, h, y, classifier, state):
         return greedyhash_loss(h, y, classifier, alpha=self.alpha, power=self.power, multilabel=self.multilabel_)

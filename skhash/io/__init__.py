@@ -9,7 +9,10 @@
   attributes, for :func:`skhash.dask.from_codes` as well).
 - **Rankings files**: :func:`write_rankings` / :func:`read_rankings`, what ``skhash search`` writes
   and ``skhash evaluate`` reads.
-- **Output paths**: :func:`check_output_folder`, run before any work.
+- **Output paths**: :func:`check_output_folder`, run before any work; :func:`same_file` (does an output
+  name an input?). Every writer leaves the old data or the new, complete data, never a mix:
+  :func:`atomic_output` (a whole file under a temporary name, renamed at the end) and
+  :func:`swapped_dataset` (a data set in a shared file, swapped in when whole).
 
 Every mistake in an input (a missing file or key, a wrong shape or dtype) raises
 :class:`~skhash._validation.InputError`, a ``ValueError``; a missing file is also a
@@ -17,6 +20,7 @@ Every mistake in an input (a missing file or key, a wrong shape or dtype) raises
 from a file (``.npy`` files are read with ``allow_pickle=False``).
 """
 
+from ._atomic import atomic_output, same_file, swapped_dataset
 from ._codes import (
     CODES_CHUNK_ROWS,
     check_bit_columns,
@@ -26,11 +30,12 @@ from ._codes import (
     write_codes,
 )
 from ._rankings import read_rankings, write_rankings
-from ._specs import check_output_folder, open_features, open_h5, read_ids, read_labels, split_spec
+from ._specs import check_output_folder, check_self_contained, open_features, open_h5, read_ids, read_labels, split_spec
 
 __all__ = [
     "split_spec",
     "open_h5",
+    "check_self_contained",
     "open_features",
     "read_labels",
     "read_ids",
@@ -43,4 +48,7 @@ __all__ = [
     "check_bit_columns",
     "write_rankings",
     "read_rankings",
+    "atomic_output",
+    "swapped_dataset",
+    "same_file",
 ]

@@ -16,6 +16,7 @@ import numpy as np
 from .._streaming import iter_row_chunks
 from .._validation import InputError, check_positive_int
 from ..codes import n_bytes, pack_bits
+from ._atomic import INCOMPLETE_ATTR, atomic_output, check_dataset_key, open_for_writing, swapped_dataset
 from ._specs import check_output_folder, open_h5
 
 __all__ = ["CODES_CHUNK_ROWS", "write_codes", "codes_output", "read_codes", "code_file_layout",
@@ -119,52 +120,46 @@ def write_codes(encoder, X, path_or_group, key="codes", *, packed=True, chunk_ro
                 bar.update(len(codes))
 
 
-def _output_group(path_or_group):
-    """``(group, file to close or None)`` for an h5py group or a path opened for appending."""
-    import h5py
-
-    check_output_folder(path_or_group)
-    if isinstance(path_or_group, h5py.Group):
-        return path_or_group, None
-    path = os.fspath(path_or_group)
-    try:
-        f = h5py.File(path, "a")
-    except OSError as exc:
-        raise InputError(f"cannot write codes into {path!r}: it exists and is not an HDF5 file ({exc}).") from exc
-    return f, f
-
-
 @contextlib.contextmanager
 def codes_output(path_or_group, key, *, n, width, n_bits, packed, attrs=None, overwrite=False):
     """A new ``(n, width)`` uint8 HDF5 data set for codes, with ``n_bits``/``packed`` attributes.
 
     The one writer of code data sets (:func:`write_codes` and :func:`skhash.dask.write_codes_dask` fill
-    it). An existing data set of that name is replaced only with ``overwrite=True``; if the block
-    inside fails, the half-written data set is deleted, since it would pass for a whole one. A path is
-    opened for appending and closed afterwards.
+    it). Whatever stops the block (an error, Ctrl-C, a kill), the old data survives or the new data is
+    complete, never a mix: a file that does not exist yet is written under a temporary name and
+    renamed at the end (:func:`~skhash.io.atomic_output`); in an existing file or an open group the
+    data set is written under a temporary name, marked incomplete, and swapped in when whole
+    (:func:`~skhash.io.swapped_dataset`). An existing data set is replaced only with
+    ``overwrite=True``, a group never.
     """
-    group, to_close = _output_group(path_or_group)
-    try:
-        if key in group:
-            if not overwrite:
-                raise InputError(
-                    f"{group.file.filename}: data set {key!r} exists; pass overwrite=True to replace it."
-                )
-            del group[key]
-        out = group.create_dataset(
-            key, shape=(n, width), dtype=np.uint8, chunks=(min(n, CODES_CHUNK_ROWS), width)
-        )
+    import h5py
+
+    key = check_dataset_key(key)
+    create = dict(shape=(n, width), dtype=np.uint8, chunks=(max(1, min(n, CODES_CHUNK_ROWS)), width))
+    if isinstance(path_or_group, h5py.Group):
+        with _filled(path_or_group, key, create, n_bits, packed, attrs, overwrite) as out:
+            yield out
+        return
+    check_output_folder(path_or_group)
+    path = os.fspath(path_or_group)
+    if os.path.exists(path):
+        with open_for_writing(path, "a", "write codes into") as f:
+            with _filled(f, key, create, n_bits, packed, attrs, overwrite) as out:
+                yield out
+        return
+    with atomic_output(path) as tmp:
+        with open_for_writing(tmp, "w", "write codes into") as f:
+            with _filled(f, key, create, n_bits, packed, attrs, overwrite) as out:
+                yield out
+
+
+@contextlib.contextmanager
+def _filled(group, key, create, n_bits, packed, attrs, overwrite):
+    with swapped_dataset(group, key, overwrite=overwrite, **create) as out:
         out.attrs["n_bits"] = int(n_bits)
         out.attrs["packed"] = bool(packed)
         out.attrs.update(attrs or {})
-        try:
-            yield out
-        except BaseException:
-            del group[key]
-            raise
-    finally:
-        if to_close is not None:
-            to_close.close()
+        yield out
 
 
 def code_file_layout(arr, spec):
@@ -187,6 +182,10 @@ def code_file_layout(arr, spec):
         an integer or boolean dtype.
     """
     attrs = getattr(arr, "attrs", {})
+    if attrs.get(INCOMPLETE_ATTR, False):
+        raise InputError(
+            f"{os.fspath(spec)!r}: an interrupted write left this data set incomplete; write it again."
+        )
     if len(arr.shape) != 2:
         raise InputError(f"{os.fspath(spec)!r}: codes must be 2-D (n_samples, width), got shape {arr.shape}.")
     if bool(attrs.get("packed", False)):

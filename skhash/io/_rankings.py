@@ -11,7 +11,8 @@ import numpy as np
 
 from .._validation import InputError
 from ._errors import InputFileNotFoundError
-from ._specs import check_output_folder
+from ._atomic import atomic_output, open_for_writing
+from ._specs import check_output_folder, check_self_contained
 
 __all__ = ["write_rankings", "read_rankings"]
 
@@ -62,6 +63,11 @@ def write_rankings(path, distances, indices, *, attrs=None, overwrite=False):
         If the shapes do not fit, the file exists and is not HDF5, or holds rankings and ``overwrite``
         is False; also a ``FileNotFoundError`` if the folder does not exist.
 
+    Notes
+    -----
+    The file is written under a temporary name beside ``path`` and renamed over it at the end, so an
+    interruption (an error, Ctrl-C, a kill) leaves the old file whole or the new one complete.
+
     Examples
     --------
     >>> import os, tempfile
@@ -75,17 +81,23 @@ def write_rankings(path, distances, indices, *, attrs=None, overwrite=False):
     check_output_folder(path)
     distances, indices = _check_rankings(distances, indices)
     path = os.fspath(path)
-    with _open_hdf5(path, "a", "rankings") as f:
-        present = [key for key in RANKING_KEYS if key in f]
+    if os.path.exists(path):
+        with _open_hdf5(path, "r", "rankings") as f:  # refuse before copying anything
+            present = [key for key in RANKING_KEYS if key in f]
         if present and not overwrite:
             raise InputError(f"{path}: holds rankings ({present}); pass overwrite=True to replace them.")
-        for key in present:
-            del f[key]
-        f.create_dataset("indices", data=indices)
-        if distances is not None:
-            f.create_dataset("distances", data=distances)
-        f.attrs["k"] = indices.shape[1]
-        f.attrs.update(attrs or {})
+    # indices, distances and k must change together: the file is rewritten whole under a temporary name
+    # (a copy of what it held) and renamed over the old one, so an interruption leaves the old file.
+    with atomic_output(path, copy_existing=True) as tmp:
+        with open_for_writing(tmp, "a", "write rankings into") as f:
+            for key in RANKING_KEYS:
+                if key in f:
+                    del f[key]
+            f.create_dataset("indices", data=indices)
+            if distances is not None:
+                f.create_dataset("distances", data=distances)
+            f.attrs["k"] = indices.shape[1]
+            f.attrs.update(attrs or {})
 
 
 def read_rankings(path):
@@ -114,6 +126,9 @@ def read_rankings(path):
     with _open_hdf5(path, "r", "rankings") as f:
         if "indices" not in f:
             raise InputError(f"{path}: no 'indices' data set (found {sorted(f)}); make it with 'skhash search'.")
+        present = [f[key] for key in RANKING_KEYS if key in f]
+        for dataset in present:
+            check_self_contained(dataset, path)
         indices = np.asarray(f["indices"][...])
         distances = np.asarray(f["distances"][...]) if "distances" in f else None
     if indices.ndim != 2:

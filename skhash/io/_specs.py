@@ -14,7 +14,7 @@ from .._streaming import StreamedRows
 from .._validation import InputError
 from ._errors import InputFileNotFoundError, InputKeyError
 
-__all__ = ["split_spec", "open_h5", "open_features", "read_labels", "read_ids", "check_output_folder"]
+__all__ = ["split_spec", "check_self_contained", "open_h5", "open_features", "read_labels", "read_ids", "check_output_folder"]
 
 ID_LIST_SUFFIXES = (".txt", ".csv", ".lst")
 
@@ -40,7 +40,44 @@ def _h5_dataset_names(group):
     return names
 
 
-def open_h5(spec):
+def check_self_contained(dataset, path, *, allow_external=False):
+    """Refuse an HDF5 data set whose data lives outside its file, unless ``allow_external``.
+
+    HDF5 lets a data set read its bytes from any file: external raw storage (``/etc/hostname`` read
+    as uint8 rows), an external link into another HDF5 file, or a virtual data set whose sources are
+    other files (a missing source silently reads as fill values). An input file must not make skhash
+    read another file behind the user's back, nor pass fill values off as data.
+
+    Parameters
+    ----------
+    dataset : h5py.Dataset
+    path : str
+        The file the user named, for the message.
+    allow_external : bool, default=False
+        Read such data sets anyway (the user vouches for the files they point at).
+
+    Raises
+    ------
+    InputError
+        If the data set has external storage, is virtual, or was reached through an external link.
+    """
+    if allow_external:
+        return
+    if os.path.realpath(dataset.file.filename) != os.path.realpath(path):
+        what = f"is an external link into {dataset.file.filename!r}"
+    elif dataset.external:
+        what = f"keeps its data in external files {[name for name, *_ in dataset.external]}"
+    elif dataset.is_virtual:
+        what = "is a virtual data set whose data lives in other files"
+    else:
+        return
+    raise InputError(
+        f"{path!r}: data set {dataset.name!r} {what}; skhash reads only data stored in the file itself. "
+        "Copy the data into the file, or pass allow_external=True if you trust the files it points at."
+    )
+
+
+def open_h5(spec, *, allow_external=False):
     """Open a feature matrix lazily from ``"file.h5:key"`` or a ``.npy`` path, read-only.
 
     Parameters
@@ -49,6 +86,9 @@ def open_h5(spec):
         ``"path/to/file.h5:key"`` names data set ``key`` (a path such as ``"group/feats"`` is fine) of an
         HDF5 file; ``"path/to/file.h5"`` alone is accepted when the file holds exactly one data set.
         A path ending in ``.npy`` names a numpy array file.
+    allow_external : bool, default=False
+        Read an HDF5 data set whose data lives in other files (external raw storage, an external
+        link, a virtual data set); refused by default (:func:`check_self_contained`).
 
     Returns
     -------
@@ -65,7 +105,8 @@ def open_h5(spec):
         If the key is not in the HDF5 file (the message lists the data sets it holds), or no key was
         given and the file holds more than one data set.
     ValueError
-        If the file is neither HDF5 nor a numeric ``.npy`` array.
+        If the file is neither HDF5 nor a numeric ``.npy`` array, or the data set's data lives outside
+        the file.
 
     All three are also :class:`~skhash._validation.InputError`.
 
@@ -96,15 +137,24 @@ def open_h5(spec):
         raise InputError(f"{path!r} is neither an HDF5 file nor a .npy file ({exc}).") from exc
     names = _h5_dataset_names(f)
     if key is None:
-        if len(names) == 1:
-            return f[names[0]]
+        if len(names) != 1:
+            f.close()
+            raise InputKeyError(f"{path!r} holds {len(names)} data sets {names}; name one as '{path}:KEY'.")
+        key = names[0]
+    try:
+        obj = f.get(key)
+    except (KeyError, OSError) as exc:  # a dangling external link, or a broken file
         f.close()
-        raise InputKeyError(f"{path!r} holds {len(names)} data sets {names}; name one as '{path}:KEY'.")
-    obj = f.get(key)
+        raise InputKeyError(f"key {key!r} cannot be opened in {path!r} ({exc}); its data sets are: {names}.")
     if obj is None or not isinstance(obj, h5py.Dataset):
         f.close()
         what = "is a group, not a data set" if obj is not None else "not found"
         raise InputKeyError(f"key {key!r} {what} in {path!r}; its data sets are: {names}.")
+    try:
+        check_self_contained(obj, path, allow_external=allow_external)
+    except InputError:
+        f.close()
+        raise
     return obj
 
 
@@ -204,7 +254,9 @@ def read_ids(spec, *, name="ids"):
 
 
 def check_output_folder(path_or_group, *, name=None):
-    """Raise before any work if an output path's folder does not exist (an open h5py group passes).
+    """Raise before any work if an output path cannot be written (an open h5py group passes).
+
+    The folder must exist; a new file needs a writable folder, an existing file must be writable.
 
     Parameters
     ----------
@@ -215,7 +267,9 @@ def check_output_folder(path_or_group, *, name=None):
     Raises
     ------
     FileNotFoundError
-        Also an :class:`~skhash._validation.InputError`.
+        If the folder does not exist; also an :class:`~skhash._validation.InputError`.
+    InputError
+        If the folder (for a new file) or the file is not writable.
     """
     import h5py
 
@@ -223,6 +277,11 @@ def check_output_folder(path_or_group, *, name=None):
         return
     path = os.fspath(path_or_group)
     parent = os.path.dirname(os.path.abspath(path))
+    prefix = f"{name}: " if name else ""
     if not os.path.isdir(parent):
-        prefix = f"{name}: " if name else ""
         raise InputFileNotFoundError(f"{prefix}cannot write {path!r}: the folder {parent!r} does not exist.")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise InputError(f"{prefix}cannot write {path!r}: the file is not writable (permission denied).")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{prefix}cannot write {path!r}: the folder {parent!r} is not writable.")

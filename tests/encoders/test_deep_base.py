@@ -189,3 +189,42 @@ def test_the_augmentation_hook_sees_every_batch():
     enc.fit(X)
     assert enc.calls == [(16, 6)] * (2 * 6)
     assert not np.array_equal(enc.coef_, Toy(max_epochs=2).fit(X).coef_)
+
+
+class Threads(Toy):
+    """Records how many torch threads every training step ran on."""
+
+    def __init__(self, n_jobs=None, max_epochs=1):
+        super().__init__(max_epochs=max_epochs)
+        self.n_jobs = n_jobs
+
+    def _loss(self, v, y, loss_module, state):
+        self.seen.add(torch.get_num_threads())
+        return super()._loss(v, y, loss_module, state)
+
+
+@pytest.mark.parametrize("n_jobs, expected", [(None, 1), (1, 1), (2, 2), (-1, "cores")])
+def test_training_threads_follow_n_jobs_and_are_restored(n_jobs, expected):
+    from skhash.encoders._loop import available_cores
+
+    before = torch.get_num_threads()
+    enc = Threads(n_jobs=n_jobs)
+    enc.seen = set()
+    enc.fit(data())
+    assert enc.seen == {available_cores() if expected == "cores" else expected}
+    assert torch.get_num_threads() == before
+
+
+def test_the_default_gives_large_steps_a_second_thread_only():
+    from skhash.encoders._loop import CPU_PARALLEL_MIN_FLOPS, available_cores, cpu_threads
+
+    assert cpu_threads(None, CPU_PARALLEL_MIN_FLOPS / 2) == 1
+    assert cpu_threads(None, CPU_PARALLEL_MIN_FLOPS * 10) == min(2, available_cores())
+    assert cpu_threads(-2, 1.0) == max(1, available_cores() - 1)
+
+
+def test_n_jobs_zero_is_refused():
+    from skhash import InputError, OrthoHashEncoder
+
+    with pytest.raises(InputError, match="n_jobs"):
+        OrthoHashEncoder(8, device="cpu", n_jobs=0).fit(data(), np.arange(96) % 3)

@@ -15,12 +15,14 @@ from skhash.encoders._loop import TrainResult, lr_milestones
 def test_a_learning_rate_far_too_high_warns_that_training_diverges(digits_split):
     X, _, y, _ = digits_split
     with pytest.warns(ConvergenceWarning, match="(diverging|learned nothing).*learning_rate"):
-        OrthoHashEncoder(32, device="cpu", learning_rate=1e3, batch_size=64, max_epochs=30, random_state=0).fit(X, y)
+        OrthoHashEncoder(32, device="cpu", learning_rate=1e7, batch_size=64, max_epochs=30, random_state=0).fit(X, y)
 
 
 def test_features_scaled_by_1e30_warn_that_nothing_was_learned(digits_split):
     X, _, y, _ = digits_split
-    with pytest.warns(ConvergenceWarning, match="learned nothing.*standardise"):
+    # From CSQ's own start (torch's default Linear, uniform ±1/sqrt(d); issue 16) the saturated loss creeps
+    # up rather than staying flat, so which of the two warnings fires depends on the start; both say why.
+    with pytest.warns(ConvergenceWarning, match="(learned nothing|diverging).*standardise"):
         CSQEncoder(32, device="cpu", batch_size=64, max_epochs=30, random_state=0).fit(X * 1e30, y)
 
 
