@@ -145,7 +145,7 @@ def check_setups(methods, bits, device, n_classes):
 
     for method in methods:
         for n_bits in bits:
-            encoder = get_encoder(method)(n_bits, device=device, random_state=0)
+            encoder = make_encoder(get_encoder(method), n_bits, device)
             try:
                 encoder._validate_params()
                 if hasattr(encoder, "_prepare_classes"):
