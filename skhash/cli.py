@@ -312,9 +312,18 @@ def _parse_as(text, constraint):
 
 
 def _describe(constraints):
-    from sklearn.utils._param_validation import make_constraint
+    """The constraints in words, as scikit-learn says them, with string options sorted (a set's order
+    changes from run to run, and the help and the reference page must not)."""
+    from sklearn.utils._param_validation import StrOptions, make_constraint
 
-    words = ["None" if c is None else str(make_constraint(c)) for c in constraints]
+    def words_of(c):
+        if c is None:
+            return "None"
+        if isinstance(c, StrOptions):
+            return "a str among {" + ", ".join(repr(o) for o in sorted(c.options)) + "}"
+        return str(make_constraint(c))
+
+    words = [words_of(c) for c in constraints]
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
