@@ -7,7 +7,7 @@ the registry (:mod:`skhash.encoders._registry`).
 
 import importlib
 
-from ._validation import InputError
+from ._validation import InputError, TrainingDivergedError
 from .encoders import _registry
 
 __version__ = "0.1.0"
@@ -34,6 +34,7 @@ __all__ = [spec.class_name for spec in _registry.ENCODERS] + [
     "load_revisitop",
     "read_gldv2_solution",
     "InputError",
+    "TrainingDivergedError",
     "__version__",
 ]
 

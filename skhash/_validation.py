@@ -20,6 +20,7 @@ import warnings
 
 __all__ = [
     "InputError",
+    "TrainingDivergedError",
     "input_errors",
     "check_positive_int",
     "check_nonnegative_real",
@@ -34,6 +35,15 @@ __all__ = [
 
 class InputError(ValueError):
     """Bad input to skhash: the message says what was wrong and what to do."""
+
+
+class TrainingDivergedError(InputError, RuntimeError):
+    """A training whose loss or weights became NaN or infinite.
+
+    It is the data's or the parameters' fault (unscaled features, a learning rate too high), so it is an
+    :class:`InputError` and the CLI reports it in one line; it is also a :class:`RuntimeError`, what
+    skhash raised for it before, so existing ``except RuntimeError`` handlers keep working.
+    """
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from ._validation import InputError, check_positive_int
+from ._validation import InputError, TrainingDivergedError, check_positive_int
 from .encoders._registry import encoder_names, encoder_spec, get_encoder
 
 EXIT_INPUT_ERROR = 1
@@ -425,10 +425,8 @@ def _fit(encoder, X, y):
     """``encoder.fit(X, y)``; a training that diverged is the data's or the parameters' fault, not a bug."""
     try:
         return encoder.fit(X, y)
-    except RuntimeError as exc:
+    except TrainingDivergedError as exc:
         # The encoders' message for a loss gone NaN or infinite names its cause and the way out.
-        if "training diverged" not in str(exc):
-            raise
         raise InputError(f"{exc} The command standardises with --standardize.") from exc
 
 

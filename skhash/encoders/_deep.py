@@ -44,7 +44,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._streaming import is_streamed, iter_row_chunks
-from .._validation import InputError, resolve_device, validate_data, validate_params
+from .._validation import InputError, TrainingDivergedError, resolve_device, validate_data, validate_params
 from ._base import INFERENCE_CHUNK, BaseHashEncoder, encode_labels
 from ._data import Batch, BatchStream, InMemoryBatches, fits_on_device, steps_per_epoch
 from ._loop import TrainingLoop, train_loop
@@ -355,7 +355,7 @@ class DeepHashEncoder(BaseHashEncoder, metaclass=ABCMeta):
             n_jobs=getattr(self, "n_jobs", None),
         )
         if not all(torch.isfinite(p).all() for p in latent.parameters()):
-            raise RuntimeError(
+            raise TrainingDivergedError(
                 f"{type(self).__name__} training diverged: the weights became NaN or infinite. Lower "
                 f"learning_rate (now {self.learning_rate:g}) or standardise the features."
             )
@@ -416,6 +416,7 @@ class DeepHashEncoder(BaseHashEncoder, metaclass=ABCMeta):
         self : object
         """
         self._check_fitted_state()
+        self._check_latent_state()
         X = self._validate_X(X, reset=False)
         k = self.latent_weight_.shape[0]
         total = np.zeros(k)
@@ -439,6 +440,27 @@ class DeepHashEncoder(BaseHashEncoder, metaclass=ABCMeta):
         self.bn_eps_ = BN_EPS
         self._fold()
         return self
+
+
+    def _check_latent_state(self):
+        """The unfolded head :meth:`recalibrate` re-normalises is there and agrees with ``coef_``."""
+        weight = getattr(self, "latent_weight_", None)
+        bias = getattr(self, "latent_bias_", None)
+        coef = getattr(self, "coef_", None)
+        if weight is None or bias is None:
+            raise InputError(
+                f"This {type(self).__name__} has no latent_weight_/latent_bias_ (the trained layer before "
+                "its BatchNorm), so it cannot be recalibrated: the model was saved without them or edited. "
+                "Fit the encoder again, then recalibrate."
+            )
+        if np.ndim(weight) != 2 or np.shape(bias) != (weight.shape[0],) or (
+            coef is not None and np.shape(coef) != weight.T.shape
+        ):
+            raise InputError(
+                f"This {type(self).__name__} has an inconsistent latent layer: latent_weight_ "
+                f"{np.shape(weight)}, latent_bias_ {np.shape(bias)}, coef_ {np.shape(coef)} (expected "
+                "(n_bits, n_features), (n_bits,) and (n_features, n_bits)). Fit the encoder again."
+            )
 
 
 def _affine_parts(latent):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validation import TrainingDivergedError
 from ._data import STREAM_BLOCK_BYTES, STREAM_WINDOW_BYTES, Batch, InMemoryBatches  # noqa: F401  (Batch: what batch_loss sees)
 
 # Below this many floating-point operations per step, extra CPU threads cost more in synchronisation
@@ -70,7 +71,7 @@ def lr_at(epoch, base_lr, milestones):
 
 
 def _diverged(name, epoch, learning_rate):
-    return RuntimeError(
+    return TrainingDivergedError(
         f"{name} training diverged: the loss became NaN or infinite in epoch {epoch + 1}. Lower "
         f"learning_rate (now {learning_rate:g}) or standardise the features (e.g. StandardScaler)."
     )

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from skhash import CSQEncoder, GreedyHashEncoder
+from skhash import CSQEncoder, GreedyHashEncoder, TrainingDivergedError
 from skhash.encoders._csq import csq_centers, csq_loss, csq_sample_centers
 from skhash.encoders._greedyhash import SignStraightThrough, greedyhash_loss
 from skhash.targets import hadamard_matrix
@@ -105,5 +105,5 @@ def test_same_bad_input_errors(cls):
         cls(8, device="cpu").fit(Xn, y)
     with pytest.raises(ValueError, match="n_bits >= 9"):
         cls(8, device="cpu").fit(np.repeat(X, 10, 0), np.arange(400) % 300)
-    with pytest.raises(RuntimeError, match="learning_rate"):
+    with pytest.raises(TrainingDivergedError, match="learning_rate"):
         cls(8, device="cpu", max_epochs=5, learning_rate=1e30).fit(X, y)

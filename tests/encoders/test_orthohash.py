@@ -202,6 +202,24 @@ def Xy():
     return rng.normal(size=(50, 6)), np.arange(50) % 5
 
 
+@pytest.mark.parametrize("edit", ["drop_weight", "drop_bias", "wrong_shape"])
+def test_recalibrate_refuses_a_model_without_its_latent_layer(Xy, edit):
+    import pickle
+
+    from skhash import InputError
+
+    enc = pickle.loads(pickle.dumps(small().fit(*Xy)))
+    if edit == "drop_weight":
+        del enc.latent_weight_
+    elif edit == "drop_bias":
+        del enc.latent_bias_
+    else:
+        enc.latent_weight_ = enc.latent_weight_[:, :-1]
+    with pytest.raises(InputError, match="latent"):
+        enc.recalibrate(Xy[0])
+    enc.transform(Xy[0])  # the folded map the model answers with is untouched
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nan_inf_in_X(Xy, bad):
     X, y = Xy
@@ -279,8 +297,12 @@ def test_bad_target_arrays(Xy):
 
 
 def test_diverging_loss_names_learning_rate(Xy):
-    with pytest.raises(RuntimeError, match="learning_rate"):
+    from skhash import InputError, TrainingDivergedError
+
+    with pytest.raises(TrainingDivergedError, match="learning_rate") as info:
         small(learning_rate=1e30).fit(*Xy)
+    # bad parameters, so an input error (the CLI's one-line kind), and still what older code caught
+    assert isinstance(info.value, InputError) and isinstance(info.value, RuntimeError)
 
 
 def test_streamed_inputs_of_the_wrong_width_or_size_are_refused(tmp_path, Xy):

@@ -122,3 +122,39 @@ def test_sigkill_at_a_random_moment(tmp_path_factory, delay):
     stray = [p.name for p in path.parent.iterdir() if p.name.endswith(".skhash-tmp")]
     for name in stray:  # a kill can leave a temporary file beside the output, never a partial output
         assert name.startswith(".")
+
+
+IN_PLACE_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {here!r})
+    import h5py
+    import numpy as np
+    from _sign_encoder import SignEncoder
+    X = np.random.default_rng(0).normal(size=({n}, {d}))
+    new = SignEncoder(n_bits={bits}, seed=2).fit(X)
+    with h5py.File({path!r}, "r+") as f:
+        print("writing", flush=True)
+        for start in range(0, {n}, {chunk}):  # the naive writer: new rows over the old data set
+            f["codes"][start:start + {chunk}] = np.packbits(new.transform(X[start:start + {chunk}]), axis=1)
+            f.flush()
+            time.sleep(0.02)
+    """
+)
+
+
+def test_the_kill_check_catches_a_writer_that_overwrites_in_place(tmp_path):
+    """The property above can fail: a writer that overwrites the data set in place, killed half-way,
+    leaves rows of two models, and ``_assert_old_or_new`` says so."""
+    path = tmp_path / "shared.h5"
+    _shared_file(path)
+    script = IN_PLACE_SCRIPT.format(here=HERE, n=N, d=D, chunk=CHUNK, bits=BITS, path=str(path))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        time.sleep(0.2)  # 20 chunks of 20+ ms: the kill lands in the middle
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    with pytest.raises(AssertionError, match="a mix of two models"):
+        _assert_old_or_new(path, killed=True)
