@@ -5,8 +5,7 @@ scikit-learn's digits (real 8x8 handwritten digits, 10 classes), 70/30 stratifie
 random_state=0, a StandardScaler fitted on the training part. Every encoder runs with its default
 parameters and ``random_state`` in ``--seeds``; the test rows query the other test rows (leave-one-out
 Hamming retrieval, mAP over all of them: the encoders' own ``score``). Each cell is the median over the
-seeds. ITQ (unsupervised, the baseline every supervised method must beat) is ``skhash.ITQEncoder`` when
-it exists, else the few-line reference below (PCA + 50 Procrustes iterations).
+seeds. ITQ (unsupervised, the baseline every supervised method must beat) is ``skhash.ITQEncoder``.
 
     python benchmarks/bench_shallow_supervised.py [--bits 16 32 64] [--seeds 0 1 2] [--methods KSH SDH]
 """
@@ -21,32 +20,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 import skhash
-from skhash.metrics import leave_one_out_map
 
 METHODS = {"ITQ-CCA": "ITQCCAEncoder", "KSH": "KSHEncoder", "SDH": "SDHEncoder", "FSDH": "FSDHEncoder",
            "BRE": "BREEncoder"}
-
-
-class ReferenceITQ:
-    """ITQ in a few lines, for runs before ``skhash.ITQEncoder`` exists."""
-
-    def __init__(self, n_bits, random_state=0, n_iter=50):
-        self.n_bits, self.random_state, self.n_iter = n_bits, random_state, n_iter
-
-    def fit(self, X, y=None):
-        self.mean_ = X.mean(0)
-        _, _, Vt = np.linalg.svd(X - self.mean_, full_matrices=False)
-        self.P_ = Vt[: self.n_bits].T
-        V = (X - self.mean_) @ self.P_
-        R, _ = np.linalg.qr(np.random.RandomState(self.random_state).standard_normal((self.n_bits,) * 2))
-        for _ in range(self.n_iter):
-            S, _, Sh_t = np.linalg.svd(np.where(V @ R > 0, 1.0, -1.0).T @ V)
-            R = Sh_t.T @ S.T
-        self.R_ = R
-        return self
-
-    def score(self, X, y):
-        return leave_one_out_map(((X - self.mean_) @ self.P_ @ self.R_ > 0).astype(np.uint8), y)
 
 
 def digits():
@@ -77,7 +53,7 @@ def main():
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     a = p.parse_args()
     data = digits()
-    makers = {"ITQ": getattr(skhash, "ITQEncoder", None) or ReferenceITQ}
+    makers = {"ITQ": skhash.ITQEncoder}
     makers.update({m: getattr(skhash, METHODS[m]) for m in a.methods})
     print(f"digits, {len(data[0])} training / {len(data[1])} test rows; medians over seeds {a.seeds}")
     print(f"{'method':<10}" + "".join(f"{f'{b} bits mAP':>14}{'fit s':>9}" for b in a.bits), flush=True)

@@ -689,16 +689,16 @@ def evaluate(indices, args):
         k = indices.shape[1] if args.at is None else args.at
         return {f"mAP@{k}": metrics.mean_average_precision(y_q, y_db, indices, k=k)}
     if args.revisitop is not None:
-        from .datasets import load_revisitop  # each protocol imports only its own reader
+        from .datasets._revisitop import read_revisitop  # each protocol imports only its own reader
 
-        gnd = load_revisitop(args.revisitop)
-        if indices.size and indices.max() >= gnd.n_db:
+        imlist, _, gnd = read_revisitop(args.revisitop)
+        if indices.size and indices.max() >= len(imlist):
             raise InputError(
-                f"the rankings name database row {indices.max()}, but {args.revisitop} has {gnd.n_db}."
+                f"the rankings name database row {indices.max()}, but {args.revisitop} has {len(imlist)}."
             )
         scores = {}
         for protocol in metrics.REVISITOP_PROTOCOLS:
-            result = metrics.revisitop_map(indices, gnd.gnd, protocol=protocol, kappas=(1, 5, 10))
+            result = metrics.revisitop_map(indices, gnd, protocol=protocol, kappas=(1, 5, 10))
             scores[f"mAP {protocol}"] = result.map
             for kappa, value in zip((1, 5, 10), result.mean_precisions):
                 scores[f"mP@{kappa} {protocol}"] = float(value)

@@ -867,15 +867,24 @@ def modules_after(*argv):
     return int(status), set(loaded)
 
 
-def test_commands_that_train_nothing_start_without_torch_or_sklearn(pipeline):
+def test_commands_that_train_nothing_start_without_torch_or_sklearn(pipeline, files):
     """Startup: the help of every command but fit imports none of torch, scikit-learn, numba or scipy,
-    and evaluate (mAP with labels) imports neither torch nor scikit-learn."""
+    and evaluate (mAP with labels, revisitop) imports neither torch nor scikit-learn."""
     for command in ("search", "encode", "evaluate", "demo"):
         assert modules_after(command, "--help") == (0, set()), command
     assert modules_after("--version") == (0, set())
     r = pipeline
     status, loaded = modules_after("evaluate", "--ranks", r / "ranks.h5", "--labels", f"{r}/test.h5:db/labels",
                                    "--query-labels", f"{r}/test.h5:q/labels")
+    assert status == 0 and not loaded & {"torch", "sklearn"}
+    from skhash.io import read_rankings
+
+    n_q, n_db = len(read_rankings(r / "ranks.h5")[1]), len(files["y_db"])
+    gnd = {"imlist": [f"db{i}" for i in range(n_db)], "qimlist": [f"q{i}" for i in range(n_q)],
+           "gnd": [{"easy": [0], "hard": [1], "junk": [2], "bbx": [0, 0, 1, 1]}] * n_q}
+    with open(r / "gnd.pkl", "wb") as f:
+        pickle.dump(gnd, f)
+    status, loaded = modules_after("evaluate", "--ranks", r / "ranks.h5", "--revisitop", r / "gnd.pkl")
     assert status == 0 and not loaded & {"torch", "sklearn"}
     # The check can fail: fit's help lists every method's parameters, which imports the encoders.
     assert "torch" in modules_after("fit", "--help")[1]

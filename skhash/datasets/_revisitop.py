@@ -10,7 +10,6 @@ import os
 import pickle
 
 import numpy as np
-from sklearn.utils import Bunch
 
 from .._validation import InputError
 from ..io._errors import InputFileNotFoundError
@@ -285,6 +284,15 @@ def load_revisitop(path):
     >>> data.gnd[0]["hard"]
     array([2])
     """
+    imlist, qimlist, gnd = read_revisitop(path)
+    from sklearn.utils import Bunch  # here, not at the top: `skhash evaluate` starts without scikit-learn
+
+    return Bunch(imlist=imlist, qimlist=qimlist, gnd=gnd, n_queries=len(qimlist), n_db=len(imlist))
+
+
+def read_revisitop(path):
+    """``(imlist, qimlist, gnd)`` of a revisitop ground-truth pickle, checked: :func:`load_revisitop`
+    without the :class:`~sklearn.utils.Bunch` (so ``skhash evaluate`` starts without scikit-learn)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputFileNotFoundError(
@@ -346,5 +354,5 @@ def load_revisitop(path):
             )
         clean["bbx"] = bbx
         gnd.append(clean)
-    return Bunch(imlist=imlist, qimlist=qimlist, gnd=gnd, n_queries=len(qimlist), n_db=n_db)
+    return imlist, qimlist, gnd
 

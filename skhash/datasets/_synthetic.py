@@ -7,7 +7,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from sklearn.utils import check_random_state
 
 from .._validation import InputError, check_nonnegative_real, check_positive_int
 
@@ -126,6 +125,8 @@ def make_descriptors(
         raise InputError(f"dtype must be float32 or float64, got {dtype}.")
 
     # One draw from random_state seeds everything, so int, None and RandomState instances all work.
+    from sklearn.utils import check_random_state  # lazily: the ground-truth readers start without it
+
     entropy = int(check_random_state(random_state).randint(np.iinfo(np.int32).max, dtype=np.int64))
 
     if centers is None:

@@ -11,13 +11,20 @@ names the fitted attribute that marks it fitted in ``_fitted_attr``.
 Training lives elsewhere: the torch loop in :mod:`skhash.encoders._deep`, or a method's own ``fit``.
 """
 
+import numbers
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._streaming import is_lazy_array, is_streamed, iter_row_chunks, map_row_blocks
 from .._labels import check_labels
 from .._validation import InputError, validate_data
+
+# scikit-learn's n_jobs: None, a positive count, or -1, -2, ... (0 is refused)
+N_JOBS_CONSTRAINT = [None, Interval(numbers.Integral, None, -1, closed="right"),
+                     Interval(numbers.Integral, 1, None, closed="left")]
 
 # Rows per chunk of inference: bounds the float32 scratch to ~chunk * n_bits * 4 bytes.
 INFERENCE_CHUNK = 65_536

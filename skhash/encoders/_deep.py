@@ -45,7 +45,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._streaming import is_streamed, iter_row_chunks
 from .._validation import InputError, TrainingDivergedError, resolve_device, validate_data, validate_params
-from ._base import INFERENCE_CHUNK, BaseHashEncoder, encode_labels
+from ._base import INFERENCE_CHUNK, N_JOBS_CONSTRAINT, BaseHashEncoder, encode_labels
 from ._data import Batch, BatchStream, InMemoryBatches, fits_on_device, steps_per_epoch
 from ._loop import TrainingLoop, train_loop
 
@@ -188,8 +188,7 @@ class DeepHashEncoder(BaseHashEncoder, metaclass=ABCMeta):
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
-        "n_jobs": [None, Interval(numbers.Integral, None, -1, closed="right"),
-                   Interval(numbers.Integral, 1, None, closed="left")],
+        "n_jobs": N_JOBS_CONSTRAINT,
     }
     # Whether fit needs labels; unsupervised methods set False.
     _requires_y = True

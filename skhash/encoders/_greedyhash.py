@@ -54,7 +54,7 @@ class GreedyHashEncoder(DeepHashEncoder):
     n_jobs : int or None, default=None
         CPU threads for training, with scikit-learn's meaning (``-1``: every core). ``None`` is one
         thread for small steps and up to two for large ones, which stays fast on a busy machine
-        (``skhash.encoders._loop.cpu_threads``). Ignored when training on a GPU.
+        (``skhash._validation.threads_for``). Ignored when training on a GPU.
 
     Attributes
     ----------

@@ -16,20 +16,14 @@ state, is set only inside :func:`allow_tf32`.
 
 import contextlib
 import math
-import os
 from collections import namedtuple
 from dataclasses import dataclass
 
 import torch
 
-from .._validation import TrainingDivergedError
+from .._validation import TrainingDivergedError, threads_for
 from ._data import STREAM_BLOCK_BYTES, STREAM_WINDOW_BYTES, Batch, InMemoryBatches  # noqa: F401  (Batch: what batch_loss sees)
 
-# Below this many floating-point operations per step, extra CPU threads cost more in synchronisation
-# than they give (measured: a 256 x 64 x 64 step took 1.3 ms on one thread, 21 ms on two busy cores).
-CPU_PARALLEL_MIN_FLOPS = 50e6
-# At most this many threads for a CPU fit when n_jobs is None.
-DEFAULT_MAX_THREADS = 2
 # Eager warm-up steps before capturing the CUDA graph (lazy state such as Adam's moments must exist).
 GRAPH_WARMUP_STEPS = 3
 
@@ -88,36 +82,12 @@ def allow_tf32(enabled):
         torch.backends.cuda.matmul.allow_tf32 = old
 
 
-def available_cores():
-    """Cores this process may run on (its affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def cpu_threads(n_jobs, flops_per_step):
-    """Torch threads for a CPU fit, with scikit-learn's meaning of ``n_jobs``.
-
-    ``None`` is the safe default: one thread for steps too small to split, since a thread waiting at
-    a barrier for a descheduled sibling costs more than the split gives (on a busy 2-core machine a
-    2-thread fit ran 10-25x slower than a 1-thread one: benchmarks/bench_busy.py); larger steps get up
-    to ``DEFAULT_MAX_THREADS``. ``-1`` is every core, ``-2`` all but one, a positive number that many.
-    """
-    cores = available_cores()
-    if n_jobs is None:
-        return 1 if flops_per_step < CPU_PARALLEL_MIN_FLOPS else max(1, min(cores, DEFAULT_MAX_THREADS))
-    if n_jobs < 0:
-        return max(1, cores + 1 + n_jobs)
-    return int(n_jobs)
-
-
 @contextlib.contextmanager
 def compute_settings(flops_per_step, device, tf32, n_jobs=None):
-    """CPU threads by :func:`cpu_threads`; TF32 matmuls on CUDA if ``tf32``. Both restored after."""
+    """CPU threads by :func:`skhash._validation.threads_for`; TF32 matmuls on CUDA if ``tf32``. Both restored after."""
     threads = torch.get_num_threads()
     if device.type == "cpu":
-        torch.set_num_threads(cpu_threads(n_jobs, flops_per_step))
+        torch.set_num_threads(threads_for(n_jobs, flops_per_step))
     try:
         with allow_tf32(tf32 if device.type == "cuda" else torch.backends.cuda.matmul.allow_tf32):
             yield
@@ -147,7 +117,7 @@ def train_loop(param_groups, batch_loss, source, n_epochs, *, learning_rate, wei
         ``epoch_end(epoch)``, called after each epoch (before the loss is read), e.g. a discrete B-step.
     options : TrainingLoop
     n_jobs : int or None
-        CPU threads (:func:`cpu_threads`); ignored on CUDA.
+        CPU threads (:func:`skhash._validation.threads_for`); ignored on CUDA.
     """
     n_params = sum(p.numel() for group in param_groups for p in group)
     with compute_settings(6.0 * source.batch_size * n_params, device, options.tf32, n_jobs):

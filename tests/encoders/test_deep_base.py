@@ -205,7 +205,7 @@ class Threads(Toy):
 
 @pytest.mark.parametrize("n_jobs, expected", [(None, 1), (1, 1), (2, 2), (-1, "cores")])
 def test_training_threads_follow_n_jobs_and_are_restored(n_jobs, expected):
-    from skhash.encoders._loop import available_cores
+    from skhash._validation import available_cores
 
     before = torch.get_num_threads()
     enc = Threads(n_jobs=n_jobs)
@@ -216,11 +216,12 @@ def test_training_threads_follow_n_jobs_and_are_restored(n_jobs, expected):
 
 
 def test_the_default_gives_large_steps_a_second_thread_only():
-    from skhash.encoders._loop import CPU_PARALLEL_MIN_FLOPS, available_cores, cpu_threads
+    from skhash._validation import PARALLEL_MIN_FLOPS, available_cores, threads_for
 
-    assert cpu_threads(None, CPU_PARALLEL_MIN_FLOPS / 2) == 1
-    assert cpu_threads(None, CPU_PARALLEL_MIN_FLOPS * 10) == min(2, available_cores())
-    assert cpu_threads(-2, 1.0) == max(1, available_cores() - 1)
+    assert threads_for(None, PARALLEL_MIN_FLOPS / 2) == 1
+    assert threads_for(None, PARALLEL_MIN_FLOPS * 10) == min(2, available_cores())
+    assert threads_for(-2, 1.0) == max(1, available_cores() - 1)
+    assert threads_for(3, 1.0) == 3
 
 
 def test_n_jobs_zero_is_refused():

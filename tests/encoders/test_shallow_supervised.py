@@ -17,10 +17,10 @@ from scipy.spatial.distance import cdist
 
 from skhash import BREEncoder, FSDHEncoder, ITQCCAEncoder, KSHEncoder, SDHEncoder
 from skhash._validation import InputError
-from skhash.encoders.shallow import _kernels
+from skhash.encoders.shallow import _common, _kernels
 from skhash.encoders.shallow._bre import best_weight, bre_objective
 from skhash.encoders.shallow._fsdh import fsdh_objective
-from skhash.encoders.shallow._itqcca import itq_rotation, regularized_cca
+from skhash.encoders.shallow._itqcca import regularized_cca
 from skhash.encoders.shallow._ksh import Residue, nesterov_descent, relaxed_cost, spectral_init
 from skhash.encoders.shallow._sdh import dcc_step, sdh_objective
 from skhash.metrics import leave_one_out_map
@@ -78,23 +78,6 @@ def itq_reference(X, n_bits, n_iter=50, seed=0):
 
 
 # ============================================================================================ ITQ-CCA
-def test_itq_rotation_is_the_procrustes_loop_and_never_raises_the_error():
-    rng = np.random.RandomState(1)
-    V = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6))
-    R, errors = itq_rotation(V, 10, np.random.RandomState(5))
-    # The plain loop: B = sgn(VR); R = argmin ||B - VR|| over orthogonal R, by brute algebra.
-    R_ref, _ = np.linalg.qr(np.random.RandomState(5).standard_normal((6, 6)))
-    for _ in range(10):
-        B = np.where(V @ R_ref > 0, 1.0, -1.0)
-        U, _, Vt = np.linalg.svd(V.T @ B)  # argmax tr(Rᵀ Vᵀ B) = U Vᵀ: the textbook Procrustes form
-        R_ref = U @ Vt
-    np.testing.assert_allclose(R, R_ref, atol=1e-10)
-    np.testing.assert_allclose(R.T @ R, np.eye(6), atol=1e-12)
-    assert len(errors) == 11
-    assert all(b <= a + 1e-9 for a, b in zip(errors, errors[1:]))
-    assert errors[-1] < errors[0]
-
-
 def test_regularized_cca_equals_gongs_cholesky_form(blobs):
     X, y = blobs
     Y = one_hot(y)
@@ -604,6 +587,6 @@ def test_too_few_samples_for_the_anchors(cls, param, blobs):
 @pytest.mark.parametrize("cls", KERNEL, ids=lambda c: c.__name__)
 def test_a_fit_above_the_memory_bound_is_refused(cls, blobs, monkeypatch):
     X, y = blobs
-    monkeypatch.setattr(_kernels, "WORKING_MEMORY_LIMIT", 1000)
-    with pytest.raises(InputError, match="GiB of memory, above the"):
+    monkeypatch.setattr(_common, "memory_limit_bytes", lambda: 1000)
+    with pytest.raises(InputError, match=r"GiB, more than the .* this fit may use.*Lower n_"):
         cheap(cls, 4, n_anchors=30).fit(X, y)

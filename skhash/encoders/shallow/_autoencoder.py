@@ -10,6 +10,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
+from .._base import N_JOBS_CONSTRAINT
 from ._common import (
     UnsupervisedShallowEncoder,
     check_n_bits_at_most_features,
@@ -197,6 +198,10 @@ class BinaryAutoencoderEncoder(UnsupervisedShallowEncoder):
         separable) ITQ codes it is fitted to, ``C=10`` 1.0 %.
     random_state : int, RandomState instance or None, default=None
         Seeds ITQ's start, the validation rows and LIBLINEAR.
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -224,17 +229,19 @@ class BinaryAutoencoderEncoder(UnsupervisedShallowEncoder):
     """
 
     _parameter_constraints = {
+        "n_jobs": N_JOBS_CONSTRAINT,
         "n_bits": [Interval(Integral, 1, None, closed="left")],
         "n_iter": [Interval(Integral, 1, None, closed="left")],
         "C": [Interval(Real, 0, None, closed="neither")],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_bits=64, *, n_iter=20, C=10.0, random_state=None):
+    def __init__(self, n_bits=64, *, n_iter=20, C=10.0, random_state=None, n_jobs=None):
         self.n_bits = n_bits
         self.n_iter = n_iter
         self.C = C
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def _fit(self, X):
         name = type(self).__name__

@@ -7,12 +7,10 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._base import BaseHashEncoder
-from ._common import blas_threads_for
+from .._base import N_JOBS_CONSTRAINT, BaseHashEncoder
+from ._common import blas_threads_for, check_fits_in_memory, check_not_constant
 from ._kernels import (
     AnchorKernelEncoder,
-    check_not_constant,
-    check_working_memory,
     draw_rows,
     mean_squared_distance,
     rbf_features,
@@ -143,6 +141,10 @@ class BREEncoder(AnchorKernelEncoder):
         Stop when a sweep lowers the objective per pair by less than this.
     random_state : int, RandomState instance or None, default=None
         Draws the rows, landmarks, pairs, weights and the coordinate order.
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -182,6 +184,7 @@ class BREEncoder(AnchorKernelEncoder):
     _requires_y = False
     _fitted_attr = "weights_"
     _parameter_constraints = {
+        "n_jobs": N_JOBS_CONSTRAINT,
         "n_bits": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_landmarks": [Interval(numbers.Integral, 1, None, closed="left")],
         "kernel": [StrOptions({"linear", "rbf"})],
@@ -193,7 +196,7 @@ class BREEncoder(AnchorKernelEncoder):
     }
 
     def __init__(self, n_bits=64, n_landmarks=50, kernel="linear", n_pairs=50, max_samples=5000, max_iter=100,
-                 tol=1e-6, random_state=None):
+                 tol=1e-6, random_state=None, *, n_jobs=None):
         self.n_bits = n_bits
         self.n_landmarks = n_landmarks
         self.kernel = kernel
@@ -202,6 +205,7 @@ class BREEncoder(AnchorKernelEncoder):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     @property
     def _n_outputs(self):
@@ -236,13 +240,13 @@ class BREEncoder(AnchorKernelEncoder):
         # The kernel is evaluated once per distinct landmark; ``position`` maps each bit's to its column.
         distinct, position = np.unique(landmarks, return_inverse=True)
         position = position.reshape(t, n_bits)
-        check_working_memory(8 * n * len(distinct), f"The kernel of {n} rows against {len(distinct)} landmarks",
-                             "lower max_samples, n_landmarks or n_bits.")
+        check_fits_in_memory(8 * n * len(distinct), f"the kernel of {n} rows against {len(distinct)} landmarks",
+                             type(self).__name__, "Lower max_samples, n_landmarks or n_bits.")
         gram, diag, kernel_params = self._kernel(Xs, distinct)
         pi, pj = sample_pairs(n, self.n_pairs, rng)
         target = self._targets(Xs, Y if Y is None else Y[rows], pi, pj, diag, kernel_params)
         W = 0.001 * rng.standard_normal((t, n_bits))
-        with blas_threads_for(n * t):  # the sweeps' only products: a bit's scores, n × t
+        with blas_threads_for(n * t, self.n_jobs):  # the sweeps' only products: a bit's scores, n × t
             self.objective_, self.n_iter_ = _coordinate_descent(gram, position, W, pi, pj, target,
                                                                 self.max_iter, self.tol, rng)
         self._store(Xs, distinct, position, W, kernel_params)

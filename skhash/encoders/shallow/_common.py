@@ -17,7 +17,7 @@ from scipy import linalg
 from threadpoolctl import threadpool_limits
 
 from ..._streaming import check_stream_dtype, is_streamed, iter_row_chunks
-from ..._validation import InputError, validate_data, validate_params
+from ..._validation import InputError, threads_for, validate_data, validate_params
 from .._base import BaseHashEncoder
 
 # Rows per chunk of a streamed pass (iter_row_chunks also caps a chunk at ~64 MiB of features).
@@ -28,11 +28,6 @@ FIT_CHUNK = 65_536
 RANK_RTOL = 1e-10
 
 
-# Below this many flops per pass over the rows (n·d·max(d, n_bits)), numpy's BLAS runs one thread: its
-# threads cost more than they save on products this small, and on a busy machine far more (barrier
-# spinning with a descheduled thread made a 1,257 x 64 ITQ fit take 30 s instead of 0.4 s). The deep
-# encoders' loop uses the same bound.
-PARALLEL_MIN_FLOPS = 50e6
 
 
 class DegenerateBitsWarning(UserWarning):
@@ -79,15 +74,19 @@ def memory_limit_bytes():
         return None
 
 
-def check_fits_in_memory(n_bytes, what, encoder_name):
-    """Raise :class:`InputError` if holding ``n_bytes`` (described by ``what``) would exceed the limit."""
+def check_fits_in_memory(n_bytes, what, encoder_name=None, advice=None):
+    """Raise :class:`InputError` if holding ``n_bytes`` (described by ``what``) would exceed the limit.
+
+    The limit is :func:`memory_limit_bytes`; ``advice`` says what to lower instead of the default
+    (fit on a subset of the rows).
+    """
     limit = memory_limit_bytes()
     if limit is not None and n_bytes > limit:
         raise InputError(
-            f"{encoder_name} holds {what} in memory, {n_bytes / 1024**3:.2f} GiB, more than the "
-            f"{limit / 1024**3:.2f} GiB this fit may use (half the memory available). Fit on a random "
-            "subset of the rows (the model then encodes any number of rows in chunks), or on a machine "
-            "with more memory."
+            f"{encoder_name or 'The fit'} holds {what} in memory, {n_bytes / 1024**3:.2f} GiB, more than the "
+            f"{limit / 1024**3:.2f} GiB this fit may use (half the memory available). "
+            + (advice or "Fit on a random subset of the rows (the model then encodes any number of rows in "
+               "chunks), or on a machine with more memory.")
         )
 
 
@@ -221,11 +220,15 @@ def check_n_bits_at_most_features(n_bits, n_features, encoder_name):
         )
 
 
-def check_not_constant(variances, encoder_name):
-    """All rows equal: no method can learn anything from them."""
-    if numerical_rank(variances) == 0:
+def check_not_constant(variances, encoder_name=None):
+    """All rows equal: no method can learn anything from them.
+
+    ``variances``: the features' variances, or one spread (a mean squared distance, a kernel width).
+    """
+    if numerical_rank(np.atleast_1d(variances)) == 0:
         raise InputError(
-            f"{encoder_name} cannot learn codes from X: every feature is constant (all rows are equal)."
+            f"{encoder_name or 'The fit'} cannot learn codes from X: every feature is constant (all rows are "
+            "equal, no hash function can tell them apart). Check the feature extraction."
         )
 
 
@@ -269,12 +272,13 @@ def pca_bits(encoder, X):
 
 
 @contextlib.contextmanager
-def blas_threads_for(flops):
-    """One BLAS thread inside the block when the work is below :data:`PARALLEL_MIN_FLOPS`."""
-    if flops >= PARALLEL_MIN_FLOPS:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
+def blas_threads_for(flops, n_jobs=None):
+    """BLAS threads inside the block for products of ``flops``: :func:`~skhash._validation.threads_for`.
+
+    On a busy machine a BLAS thread waiting for a descheduled sibling costs more than the split gives
+    (a 1,257 x 64 ITQ fit took 30 s instead of 0.4 s), so small products run on one thread.
+    """
+    with threadpool_limits(limits=threads_for(n_jobs, flops), user_api="blas"):
         yield
 
 
@@ -305,7 +309,7 @@ class UnsupervisedShallowEncoder(BaseHashEncoder):
         validate_params(self)
         X = validate_fit_X(self, X)
         n, d = X.shape
-        with blas_threads_for(n * d * max(d, getattr(self, "n_bits", d))):
+        with blas_threads_for(n * d * max(d, getattr(self, "n_bits", d)), self.n_jobs):
             self._fit(X)
         return self
 

@@ -57,6 +57,10 @@ class FSDHEncoder(_SupervisedDiscreteHashing):
         Relative tolerance of the two stopping tests.
     random_state : int, RandomState instance or None, default=None
         Draws the anchors and the starting codes.
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -88,7 +92,7 @@ class FSDHEncoder(_SupervisedDiscreteHashing):
     _parameter_constraints = {**_COMMON_CONSTRAINTS, "tol": [Interval(numbers.Real, 0, None, closed="left")]}
 
     def __init__(self, n_bits=64, n_anchors=1000, sigma="auto", alpha=1.0, nu=1e-5, projection_alpha=1e-2,
-                 max_iter=5, tol=1e-5, random_state=None):
+                 max_iter=5, tol=1e-5, random_state=None, *, n_jobs=None):
         self.n_bits = n_bits
         self.n_anchors = n_anchors
         self.sigma = sigma
@@ -98,6 +102,7 @@ class FSDHEncoder(_SupervisedDiscreteHashing):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def _alternate(self, features, Y, rng):
         B = pm_one(rng.standard_normal((len(features), self.n_bits)))

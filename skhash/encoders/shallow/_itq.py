@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
+from .._base import N_JOBS_CONSTRAINT
 from ._common import UnsupervisedShallowEncoder, pca_bits, project_rows, set_affine, warn_degenerate_directions
 
 
@@ -95,6 +96,10 @@ class ITQEncoder(UnsupervisedShallowEncoder):
         Alternating iterations.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial random rotation.
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -124,15 +129,17 @@ class ITQEncoder(UnsupervisedShallowEncoder):
     """
 
     _parameter_constraints = {
+        "n_jobs": N_JOBS_CONSTRAINT,
         "n_bits": [Interval(Integral, 1, None, closed="left")],
         "n_iter": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_bits=64, *, n_iter=50, random_state=None):
+    def __init__(self, n_bits=64, *, n_iter=50, random_state=None, n_jobs=None):
         self.n_bits = n_bits
         self.n_iter = n_iter
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def _fit(self, X):
         mean, components, variances = pca_bits(self, X)

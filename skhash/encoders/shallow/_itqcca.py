@@ -5,49 +5,17 @@ import warnings
 
 import numpy as np
 from scipy import linalg
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
 from ..._validation import InputError
-from ._common import blas_threads_for
+from .._base import N_JOBS_CONSTRAINT
+from ._common import blas_threads_for, check_fits_in_memory, check_not_constant
+from ._itq import itq_rotation
 from ._kernels import (
     ShallowEncoder,
-    check_not_constant,
-    check_working_memory,
     iter_float_chunks,
-    pm_one,
     validate_fit_input,
 )
-
-
-def itq_rotation(V, n_iter, rng):
-    """ITQ's orthogonal rotation of projected, centred data ``V`` (n_samples, K).
-
-    Alternates ``B = sgn(V R)`` with the orthogonal Procrustes solution ``R = argmin ||B - V R||_F``:
-    with the SVD ``Bᵀ V = S Ω Ŝᵀ``, ``R = Ŝ Sᵀ``. ``R`` starts as the orthogonal factor of a Gaussian
-    matrix.
-
-    Returns
-    -------
-    R : ndarray of shape (K, K)
-        Orthogonal; the codes are ``sgn(V R)``.
-    errors : list of float
-        The quantisation error ``||sgn(V R) - V R||_F²`` at the start and after every iteration
-        (``n_iter + 1`` values). Each step minimises it over ``B`` or over ``R``, so it never increases.
-    """
-    K = V.shape[1]
-    R, _ = np.linalg.qr(rng.standard_normal((K, K)))
-    errors = [_quantization_error(V @ R)]
-    for _ in range(n_iter):
-        B = pm_one(V @ R)
-        S, _, Sh_t = np.linalg.svd(B.T @ V)
-        R = Sh_t.T @ S.T
-        errors.append(_quantization_error(V @ R))
-    return R, errors
-
-
-def _quantization_error(VR):
-    return float(np.sum((pm_one(VR) - VR) ** 2))
 
 
 def _covariances(X, Y):
@@ -101,8 +69,8 @@ class ITQCCAEncoder(ShallowEncoder):
     The features are centred and projected on their top ``n_bits`` canonical directions with the
     labels, each scaled by its canonical correlation (Gong's "scaling using eigenvalues"); ITQ then
     rotates the projections so that their signs lose as little as possible
-    (:func:`itq_rotation`). The code is ``sgn((x - mean_)ᵀ W R)``: an affine map, so inference is the
-    shared affine-plus-sign path.
+    (:func:`~skhash.encoders.shallow._itq.itq_rotation`, ITQ's own). The code is
+    ``sgn((x - mean_)ᵀ W R)``: an affine map, so inference is the shared affine-plus-sign path.
 
     Gong, Lazebnik, Gordo & Perronnin, "Iterative Quantization: A Procrustean Approach to Learning Binary
     Codes for Large-Scale Image Retrieval", TPAMI 2013 (CVPR 2011). The CCA follows Gong's ``cca.m``:
@@ -129,6 +97,10 @@ class ITQCCAEncoder(ShallowEncoder):
         ITQ iterations (the paper's 50).
     random_state : int, RandomState instance or None, default=None
         Seeds ITQ's initial rotation.
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -162,17 +134,19 @@ class ITQCCAEncoder(ShallowEncoder):
     """
 
     _parameter_constraints = {
+        "n_jobs": N_JOBS_CONSTRAINT,
         "n_bits": [Interval(numbers.Integral, 1, None, closed="left")],
         "reg": [Interval(numbers.Real, 0, None, closed="left")],
         "n_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_bits=64, reg=1e-4, n_iter=50, random_state=None):
+    def __init__(self, n_bits=64, reg=1e-4, n_iter=50, random_state=None, *, n_jobs=None):
         self.n_bits = n_bits
         self.reg = reg
         self.n_iter = n_iter
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def fit(self, X, y=None):
         """Fit the canonical directions and ITQ's rotation.
@@ -201,13 +175,12 @@ class ITQCCAEncoder(ShallowEncoder):
         self.mean_ = mean
         self.canonical_correlations_ = rho
         self.projection_ = W * rho
-        check_working_memory(8 * n * K, f"ITQ's projected data ({n} rows × {K} bits)",
-                             "fit on a subsample of the rows.")
+        check_fits_in_memory(8 * n * K, f"ITQ's projected data ({n} rows × {K} bits)", type(self).__name__)
         V = np.empty((n, K))
         for start, chunk in iter_float_chunks(X):
             V[start : start + len(chunk)] = (chunk - mean) @ self.projection_
-        with blas_threads_for(n * K * K):
-            R, errors = itq_rotation(V, self.n_iter, check_random_state(self.random_state))
+        with blas_threads_for(n * K * K, self.n_jobs):
+            R, errors = itq_rotation(V, self.n_iter, self.random_state)
         self.rotation_ = R
         self.quantization_error_ = errors
         self.n_iter_ = self.n_iter

@@ -8,23 +8,23 @@
 - :class:`AnchorKernelEncoder` is the inference of a hash ``sgn(k(x) @ kernel_coef_ + kernel_intercept_)``
   with ``k(x)_j = exp(-gamma_ * ||x - anchors_[j]||²)``: KSH, SDH, FSDH and BRE's RBF form.
 
-Fits hold their working arrays (kernel features, codes) in memory. :func:`check_working_memory` turns a
-request above :data:`WORKING_MEMORY_LIMIT` into a clear error instead of a swap storm.
+Fits hold their working arrays (kernel features, codes) in memory.
+:func:`~skhash.encoders.shallow._common.check_fits_in_memory` turns a request above half the memory
+available into a clear error instead of a swap storm.
 """
 
 import numpy as np
 from scipy import linalg
 
-from ..._streaming import check_stream_dtype, is_streamed, iter_row_chunks
+from ..._streaming import is_streamed, iter_row_chunks
 from ..._validation import InputError, validate_data, validate_params
 from .._base import BaseHashEncoder, encode_labels
+from ._common import check_fits_in_memory, check_not_constant, validate_fit_X
 
 # Rows per chunk of a fit's passes over X: bounds the scratch of a chunk to ~FIT_CHUNK * max(d, m) floats.
 FIT_CHUNK = 4096
 # Values per block of kernel features at inference (128 MiB of float64), whatever the number of anchors.
 _FEATURE_BLOCK = 2**24
-# The most bytes of working arrays a shallow fit allocates before it refuses (4 GiB).
-WORKING_MEMORY_LIMIT = 4 * 1024**3
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -44,49 +44,18 @@ def validate_fit_input(estimator, X, y, *, requires_y):
             f"{type(estimator).__name__} requires y to be passed, but the target y is None: its codes are "
             "learned from labels."
         )
-    if is_streamed(X):
-        X, y = _check_streamed(estimator, X, y)
-    elif y is not None:
+    if y is not None and not is_streamed(X):
         X, y = validate_data(estimator, X, y, multi_output=True, dtype=[np.float64, np.float32],
                              ensure_min_samples=2, y_numeric=False)
     else:
-        X = validate_data(estimator, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        X = validate_fit_X(estimator, X)
     if y is None:
         return X, None
+    y = np.asarray(y[...] if hasattr(y, "shape") and not isinstance(y, np.ndarray) else y)
+    if y.shape[0] != X.shape[0]:
+        raise InputError(f"X has {X.shape[0]} rows but y has {y.shape[0]}; they must match.")
     estimator.classes_, Y, estimator.multilabel_ = label_indicator(y)
     return X, Y
-
-
-def _check_streamed(estimator, X, y):
-    if len(X.shape) != 2:
-        raise InputError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}.")
-    check_stream_dtype(X)
-    if X.shape[0] < 2:
-        raise InputError(f"Found {X.shape[0]} sample(s) in the stream; training needs at least 2.")
-    if y is not None:
-        y = np.asarray(y[...] if hasattr(y, "shape") and not isinstance(y, np.ndarray) else y)
-        if y.shape[0] != X.shape[0]:
-            raise InputError(f"X has {X.shape[0]} rows but y has {y.shape[0]}; they must match.")
-    estimator.n_features_in_ = int(X.shape[1])
-    return X, y
-
-
-def check_working_memory(n_bytes, what, advice):
-    """Raise an :class:`InputError` if a fit's working array of ``n_bytes`` exceeds the bound."""
-    if n_bytes > WORKING_MEMORY_LIMIT:
-        raise InputError(
-            f"{what} would take {n_bytes / 1024**3:.1f} GiB of memory, above the "
-            f"{WORKING_MEMORY_LIMIT / 1024**3:.0f} GiB a shallow fit allocates; {advice}"
-        )
-
-
-def check_not_constant(spread):
-    """Refuse data whose rows are all the same point (``spread``: a mean squared distance or a variance)."""
-    if not spread > 0:
-        raise InputError(
-            "Every row of X is the same point (all features are constant): no hash function can tell the "
-            "samples apart. Check the feature extraction."
-        )
 
 
 def take_rows(X, rows):
@@ -190,8 +159,8 @@ def sdh_features(X, anchors, anchor_rows, sigma):
         ``1 / (2σ²)``.
     """
     n, m = X.shape[0], anchors.shape[0]
-    check_working_memory(8 * n * (m + 1), f"The kernel features of {n} rows against {m} anchors",
-                         "lower n_anchors or fit on a subsample of the rows.")
+    check_fits_in_memory(8 * n * (m + 1), f"the kernel features of {n} rows against {m} anchors",
+                         advice="Lower n_anchors or fit on a subsample of the rows.")
     A_sq = np.einsum("ij,ij->i", anchors, anchors)
     features = np.empty((n, m + 1))
     features[:, m] = 1.0

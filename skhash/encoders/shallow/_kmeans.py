@@ -8,6 +8,7 @@ from scipy.optimize import minimize
 from sklearn.utils._param_validation import Interval
 
 from ..._validation import InputError
+from .._base import N_JOBS_CONSTRAINT
 from ._common import (
     RANK_RTOL,
     UnsupervisedShallowEncoder,
@@ -162,6 +163,10 @@ class KMeansHashEncoder(UnsupervisedShallowEncoder):
         ``λ``, the weight of the affinity error.
     n_iter : int, default=50
         Iterations of assignment and centre updates.
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -187,6 +192,7 @@ class KMeansHashEncoder(UnsupervisedShallowEncoder):
     """
 
     _parameter_constraints = {
+        "n_jobs": N_JOBS_CONSTRAINT,
         "n_bits": [Interval(Integral, 1, None, closed="left")],
         "bits_per_subspace": [Interval(Integral, 1, 16, closed="both")],
         "affinity_weight": [Interval(Real, 0, None, closed="left")],
@@ -194,11 +200,12 @@ class KMeansHashEncoder(UnsupervisedShallowEncoder):
     }
     _fitted_attr = "centers_"
 
-    def __init__(self, n_bits=64, *, bits_per_subspace=4, affinity_weight=10.0, n_iter=50):
+    def __init__(self, n_bits=64, *, bits_per_subspace=4, affinity_weight=10.0, n_iter=50, n_jobs=None):
         self.n_bits = n_bits
         self.bits_per_subspace = bits_per_subspace
         self.affinity_weight = affinity_weight
         self.n_iter = n_iter
+        self.n_jobs = n_jobs
 
     def _fit(self, X):
         name = type(self).__name__

@@ -8,10 +8,10 @@ from scipy import linalg
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
-from ._common import blas_threads_for
+from .._base import N_JOBS_CONSTRAINT
+from ._common import blas_threads_for, check_fits_in_memory
 from ._kernels import (
     AnchorKernelEncoder,
-    check_working_memory,
     draw_rows,
     iter_float_chunks,
     mean_squared_distance,
@@ -191,6 +191,10 @@ class KSHEncoder(AnchorKernelEncoder):
         The relaxation stops when its cost moves by at most ``tol · l``.
     random_state : int, RandomState instance or None, default=None
         Draws the anchors and the labelled rows.
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -222,6 +226,7 @@ class KSHEncoder(AnchorKernelEncoder):
     """
 
     _parameter_constraints = {
+        "n_jobs": N_JOBS_CONSTRAINT,
         "n_bits": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_anchors": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_labeled": [Interval(numbers.Integral, 2, None, closed="left")],
@@ -230,13 +235,14 @@ class KSHEncoder(AnchorKernelEncoder):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_bits=64, n_anchors=300, n_labeled=2000, max_iter=500, tol=1e-2, random_state=None):
+    def __init__(self, n_bits=64, n_anchors=300, n_labeled=2000, max_iter=500, tol=1e-2, random_state=None, *, n_jobs=None):
         self.n_bits = n_bits
         self.n_anchors = n_anchors
         self.n_labeled = n_labeled
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def fit(self, X, y=None):
         """Fit the anchors' kernel and the projections bit by bit.
@@ -259,12 +265,12 @@ class KSHEncoder(AnchorKernelEncoder):
         kernel_mean = self._kernel_mean(X, anchors, gamma)
         labeled = draw_rows(n, min(self.n_labeled, n), rng, param="n_labeled")
         l, m = len(labeled), self.n_anchors
-        check_working_memory(8 * l * (m + (l if self.multilabel_ else 0)),
-                             f"KSH's kernel features (and multi-label similarity) of {l} labelled rows",
-                             "lower n_labeled or n_anchors.")
+        check_fits_in_memory(8 * l * (m + (l if self.multilabel_ else 0)),
+                             f"its kernel features (and multi-label similarity) of {l} labelled rows",
+                             type(self).__name__, "Lower n_labeled or n_anchors.")
         K = rbf_features(take_rows(X, labeled), anchors, gamma) - kernel_mean
         # Each gradient step is two l × m products: one BLAS thread does them faster than two.
-        with blas_threads_for(l * m):
+        with blas_threads_for(l * m, self.n_jobs):
             A, steps = ksh_projections(K, Y[labeled], self.n_bits, self.max_iter, self.tol)
         self.n_iter_ = int(steps.max())
         self.kernel_mean_ = kernel_mean

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
+from .._base import N_JOBS_CONSTRAINT
 from ._common import UnsupervisedShallowEncoder, check_not_constant, column_moments, set_affine
 
 
@@ -31,6 +32,10 @@ class LSHEncoder(UnsupervisedShallowEncoder):
         constant bits.
     random_state : int, RandomState instance or None, default=None
         Seeds the hyperplanes: ``coef_ = RandomState(random_state).standard_normal((n_features, n_bits))``.
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -55,15 +60,17 @@ class LSHEncoder(UnsupervisedShallowEncoder):
     """
 
     _parameter_constraints = {
+        "n_jobs": N_JOBS_CONSTRAINT,
         "n_bits": [Interval(Integral, 1, None, closed="left")],
         "center": ["boolean"],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_bits=64, *, center=True, random_state=None):
+    def __init__(self, n_bits=64, *, center=True, random_state=None, n_jobs=None):
         self.n_bits = n_bits
         self.center = center
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def _fit(self, X):
         mean, variances = column_moments(X, covariance=False)

@@ -4,6 +4,7 @@ from numbers import Integral
 
 from sklearn.utils._param_validation import Interval
 
+from .._base import N_JOBS_CONSTRAINT
 from ._common import UnsupervisedShallowEncoder, pca_bits, set_affine, warn_degenerate_directions
 
 
@@ -24,6 +25,10 @@ class PCAHashEncoder(UnsupervisedShallowEncoder):
     n_bits : int, default=64
         Code length ``K``; at most ``n_features`` (an error otherwise). Bits beyond the rank of the
         training data project on directions of zero variance: a ``DegenerateBitsWarning`` names them.
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -51,10 +56,11 @@ class PCAHashEncoder(UnsupervisedShallowEncoder):
     True
     """
 
-    _parameter_constraints = {"n_bits": [Interval(Integral, 1, None, closed="left")]}
+    _parameter_constraints = {"n_bits": [Interval(Integral, 1, None, closed="left")], "n_jobs": N_JOBS_CONSTRAINT}
 
-    def __init__(self, n_bits=64):
+    def __init__(self, n_bits=64, *, n_jobs=None):
         self.n_bits = n_bits
+        self.n_jobs = n_jobs
 
     def _fit(self, X):
         mean, components, variances = pca_bits(self, X)

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._base import N_JOBS_CONSTRAINT
 from ._common import blas_threads_for
 from ._kernels import AnchorKernelEncoder, Ridge, draw_rows, pm_one, sdh_features, take_rows, validate_fit_input
 
@@ -78,13 +79,14 @@ class _SupervisedDiscreteHashing(AnchorKernelEncoder):
         rows = draw_rows(X.shape[0], self.n_anchors, rng, param="n_anchors")
         anchors = take_rows(X, rows)
         features, gamma = sdh_features(X, anchors, rows, self.sigma)
-        with blas_threads_for(features.shape[0] * features.shape[1] * self.n_bits):  # Φ P, each iteration
+        with blas_threads_for(features.shape[0] * features.shape[1] * self.n_bits, self.n_jobs):  # Φ P, each iteration
             P = self._alternate(features, Y, rng)
         self._set_kernel_hash(anchors, gamma, P[:-1], P[-1])
         return self
 
 
 _COMMON_CONSTRAINTS = {
+    "n_jobs": N_JOBS_CONSTRAINT,
     "n_bits": [Interval(numbers.Integral, 1, None, closed="left")],
     "n_anchors": [Interval(numbers.Integral, 1, None, closed="left")],
     "sigma": [StrOptions({"auto"}), Interval(numbers.Real, 0, None, closed="neither")],
@@ -136,6 +138,10 @@ class SDHEncoder(_SupervisedDiscreteHashing):
         Outer iterations (G-, F- and B-step).
     random_state : int, RandomState instance or None, default=None
         Draws the anchors and the starting codes.
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -170,7 +176,7 @@ class SDHEncoder(_SupervisedDiscreteHashing):
     _parameter_constraints = dict(_COMMON_CONSTRAINTS)
 
     def __init__(self, n_bits=64, n_anchors=1000, sigma="auto", alpha=1.0, nu=1e-5, projection_alpha=1e-2,
-                 max_iter=5, random_state=None):
+                 max_iter=5, random_state=None, *, n_jobs=None):
         self.n_bits = n_bits
         self.n_anchors = n_anchors
         self.sigma = sigma
@@ -179,6 +185,7 @@ class SDHEncoder(_SupervisedDiscreteHashing):
         self.projection_alpha = projection_alpha
         self.max_iter = max_iter
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def _alternate(self, features, Y, rng):
         B = pm_one(rng.standard_normal((len(features), self.n_bits)))

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 
+from .._base import N_JOBS_CONSTRAINT
 from ._common import DegenerateBitsWarning, UnsupervisedShallowEncoder, check_not_constant, column_moments, format_indices
 
 
@@ -26,6 +27,10 @@ class SignEncoder(UnsupervisedShallowEncoder):
         Subtract the training mean first. ``False`` is the paper's form, right for descriptors that
         are already centred (DELG's are L2-normalised and roughly centred); centre non-negative
         features (pixels, ReLU activations), whose signs are otherwise all 1.
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -45,11 +50,12 @@ class SignEncoder(UnsupervisedShallowEncoder):
     array([0., 0., 1.])
     """
 
-    _parameter_constraints = {"center": ["boolean"]}
+    _parameter_constraints = {"center": ["boolean"], "n_jobs": N_JOBS_CONSTRAINT}
     _fitted_attr = "mean_"
 
-    def __init__(self, center=False):
+    def __init__(self, center=False, *, n_jobs=None):
         self.center = center
+        self.n_jobs = n_jobs
 
     def _fit(self, X):
         mean, variances = column_moments(X, covariance=False)

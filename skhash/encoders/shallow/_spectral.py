@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ..._streaming import iter_row_chunks
+from .._base import N_JOBS_CONSTRAINT
 from ._common import FIT_CHUNK, UnsupervisedShallowEncoder, check_not_constant, pca
 
 
@@ -74,6 +75,10 @@ class SpectralHashEncoder(UnsupervisedShallowEncoder):
     ----------
     n_bits : int, default=64
         Code length; may exceed the number of features (directions then carry several bits).
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -98,11 +103,12 @@ class SpectralHashEncoder(UnsupervisedShallowEncoder):
     3
     """
 
-    _parameter_constraints = {"n_bits": [Interval(Integral, 1, None, closed="left")]}
+    _parameter_constraints = {"n_bits": [Interval(Integral, 1, None, closed="left")], "n_jobs": N_JOBS_CONSTRAINT}
     _fitted_attr = "modes_"
 
-    def __init__(self, n_bits=64):
+    def __init__(self, n_bits=64, *, n_jobs=None):
         self.n_bits = n_bits
+        self.n_jobs = n_jobs
 
     def _fit(self, X):
         mean, components, variances = pca(X)

@@ -9,6 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
+from .._base import N_JOBS_CONSTRAINT
 from ._common import UnsupervisedShallowEncoder, check_not_constant, column_moments, load_in_memory
 
 # Pivots start as the mean of this many random training rows (the paper's choice).
@@ -79,6 +80,10 @@ class SphericalHashEncoder(UnsupervisedShallowEncoder):
         Tolerance on the standard deviation of ``o_ij − n/4``, as a fraction of ``n/4`` (``ε_s``).
     random_state : int, RandomState instance or None, default=None
         Seeds the rows that start the pivots.
+    n_jobs : int or None, default=None
+        BLAS threads of the fit, with scikit-learn's meaning (``-1``: every core). ``None`` is one
+        thread for small products and up to two for large ones, which stays fast on a busy machine
+        (``skhash._validation.threads_for``).
 
     Attributes
     ----------
@@ -100,6 +105,7 @@ class SphericalHashEncoder(UnsupervisedShallowEncoder):
     """
 
     _parameter_constraints = {
+        "n_jobs": N_JOBS_CONSTRAINT,
         "n_bits": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "eps_mean": [Interval(Real, 0, None, closed="left")],
@@ -108,12 +114,13 @@ class SphericalHashEncoder(UnsupervisedShallowEncoder):
     }
     _fitted_attr = "pivots_"
 
-    def __init__(self, n_bits=64, *, max_iter=100, eps_mean=0.1, eps_std=0.15, random_state=None):
+    def __init__(self, n_bits=64, *, max_iter=100, eps_mean=0.1, eps_std=0.15, random_state=None, n_jobs=None):
         self.n_bits = n_bits
         self.max_iter = max_iter
         self.eps_mean = eps_mean
         self.eps_std = eps_std
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def _fit(self, X):
         name = type(self).__name__
