@@ -5,10 +5,22 @@ encoder is, numba's search kernels only when a searcher is. The encoders exporte
 the registry (:mod:`skhash.encoders._registry`).
 """
 
-import importlib
+import os as _os
+import sys as _sys
 
-from ._validation import InputError, TrainingDivergedError
-from .encoders import _registry
+# OpenMP threads that wait for work by sleeping, not spinning. torch's CPU training runs on GNU OpenMP,
+# which spins at every barrier by default; on a machine doing something else, a spinning thread whose
+# sibling was descheduled burns the core that sibling needs (a 2-thread 4096-d fit beside other jobs:
+# 40-46 s spinning, 12-16 s passive, 16-17 s on one thread; benchmarks/bench_busy.py). OpenMP reads
+# the variable when it is loaded, so this acts only if torch is not imported yet (import skhash first),
+# and a value the user set is kept. It is set before anything else is imported.
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import importlib  # noqa: E402
+
+from ._validation import InputError, TrainingDivergedError  # noqa: E402
+from .encoders import _registry  # noqa: E402
 
 __version__ = "0.1.0"
 

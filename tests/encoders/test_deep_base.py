@@ -229,3 +229,22 @@ def test_n_jobs_zero_is_refused():
 
     with pytest.raises(InputError, match="n_jobs"):
         OrthoHashEncoder(8, device="cpu", n_jobs=0).fit(data(), np.arange(96) % 3)
+
+
+@pytest.mark.parametrize("preset, first, expected", [
+    (None, "skhash", "PASSIVE"),  # OpenMP threads sleep instead of spinning (fast on a busy machine)
+    ("ACTIVE", "skhash", "ACTIVE"),  # the user's own setting is kept
+    (None, "torch", None),  # too late once torch loaded OpenMP: left alone rather than set for nothing
+])
+def test_importing_skhash_makes_openmp_threads_wait_passively(preset, first, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    other = "torch" if first == "skhash" else "skhash"
+    code = f"import os, {first}, {other}; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == str(expected)
