@@ -2,14 +2,12 @@
 
 import numbers
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval
 
 from .._greedyhash import SignStraightThrough
-from .._layers import init_default_linear, seeded_global_rng
-from ._common import UnsupervisedDeepEncoder
+from ._common import MLPHashEncoder, mlp
 
 HIDDEN = 1024
 
@@ -42,7 +40,7 @@ def cibhash_loss(z1, z2, *, temperature, beta):
     return nt_xent(b1, b2, temperature) + beta * kl
 
 
-class CIBHashEncoder(UnsupervisedDeepEncoder):
+class CIBHashEncoder(MLPHashEncoder):
     """Learn binary codes without labels by contrasting two augmented views (CIBHash).
 
     An MLP ``Linear(n_features, 1024) → ReLU → Linear(1024, n_bits)`` gives ``z``; ``p = σ(z)`` and
@@ -100,13 +98,12 @@ class CIBHashEncoder(UnsupervisedDeepEncoder):
     """
 
     _parameter_constraints = {
-        **UnsupervisedDeepEncoder._parameter_constraints,
+        **MLPHashEncoder._parameter_constraints,
         "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "beta": [Interval(numbers.Real, 0, None, closed="left")],
         "drop_rate": [Interval(numbers.Real, 0, 1, closed="left")],
         "noise_std": [Interval(numbers.Real, 0, None, closed="left")],
     }
-    _fitted_attr = "weights_"
 
     def __init__(
         self,
@@ -138,17 +135,7 @@ class CIBHashEncoder(UnsupervisedDeepEncoder):
         self.verbose = verbose
 
     def _build_latent(self, n_features):
-        return torch.nn.Sequential(
-            torch.nn.Linear(n_features, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, self.n_bits)
-        )
-
-    def _init_parameters(self, latent, loss_module, gen):
-        init_default_linear(latent, gen)
-
-    def _train(self, X, y, n_classes, device, seed):
-        # The views' noise comes from torch's global generator (the one a CUDA graph replays), seeded here.
-        with seeded_global_rng(seed, device):
-            return super()._train(X, y, n_classes, device, seed)
+        return mlp([n_features, HIDDEN, self.n_bits], "relu")
 
     def _augment(self, x, state):
         if self.drop_rate > 0:
@@ -161,21 +148,3 @@ class CIBHashEncoder(UnsupervisedDeepEncoder):
         z1 = latent(self._augment(batch.x, state))
         z2 = latent(self._augment(batch.x, state))
         return cibhash_loss(z1, z2, temperature=self.temperature, beta=self.beta)
-
-    def _store_latent(self, latent):
-        self.weights_ = [p.detach().to("cpu", torch.float32).numpy().copy() for p in latent.parameters()]
-
-    def _decision_block(self, X):
-        # float64: a row's code must not depend on which rows share its block (BLAS's float32 blocking
-        # can flip a bit whose value is within rounding of 0)
-        w1, b1, w2, b2 = (np.asarray(w, np.float64) for w in self.weights_)
-        hidden = X @ w1.T
-        hidden += b1
-        np.maximum(hidden, 0, out=hidden)
-        v = hidden @ w2.T
-        v += b2
-        return v.astype(np.float32)
-
-    @property
-    def _n_outputs(self):
-        return int(self.weights_[3].shape[0])

@@ -1,9 +1,12 @@
-"""What the unsupervised deep methods share: the similarity-preserving loss of BiHalf and GreedyHash."""
+"""What the unsupervised deep methods share: the similarity-preserving loss of BiHalf and GreedyHash, and
+the base of the methods whose hash function is a small MLP (CIBHash, TBH, UH-BDNN)."""
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .._deep import DeepHashEncoder
+from .._layers import init_default_linear, seeded_global_rng
 
 
 def pair_cosine_loss(b, x):
@@ -29,3 +32,81 @@ class UnsupervisedDeepEncoder(DeepHashEncoder):
     def _unsupervised_loss(self, x, v, loss_module, state):
         """Scalar loss of a batch of features ``x`` and the head's training output ``v``."""
         raise NotImplementedError
+
+
+def mlp(sizes, activation):
+    """``Linear(sizes[0], sizes[1]) → activation → … → Linear(sizes[-2], sizes[-1])`` (the last one linear)."""
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i:
+            layers.append(ACTIVATIONS[activation][0]())
+        layers.append(torch.nn.Linear(n_in, n_out))
+    return torch.nn.Sequential(*layers)
+
+
+def _sigmoid_(a):
+    # float64 in place: exp(-a) overflows to inf for a < -709, which gives the right limit 0
+    with np.errstate(over="ignore"):
+        np.negative(a, out=a)
+        np.exp(a, out=a)
+    a += 1.0
+    np.reciprocal(a, out=a)
+    return a
+
+
+# The hidden activations an MLP head may use: the torch layer for training, an in-place numpy version for
+# inference.
+ACTIVATIONS = {
+    "relu": (torch.nn.ReLU, lambda a: np.maximum(a, 0, out=a)),
+    "sigmoid": (torch.nn.Sigmoid, _sigmoid_),
+}
+
+
+def mlp_forward(X, weights, activation):
+    """The MLP's output for rows ``X``, in numpy: ``weights`` is ``[W1, b1, …, WL, bL]`` (torch's layout).
+
+    Computed in float64, so a row's code does not depend on which rows share its block (BLAS's float32
+    blocking can flip a bit whose value is within rounding of 0).
+    """
+    a = np.asarray(X, np.float64)
+    n_layers = len(weights) // 2
+    for i in range(n_layers):
+        a = a @ np.asarray(weights[2 * i], np.float64).T
+        a += weights[2 * i + 1]
+        if i + 1 < n_layers:
+            ACTIVATIONS[activation][1](a)
+    return a.astype(np.float32)
+
+
+class MLPHashEncoder(UnsupervisedDeepEncoder):
+    """Base of the unsupervised methods whose hash function is an MLP: ``bit = [MLP(x) > 0]``.
+
+    The head does not fold to an affine map, so the fitted state is the layers' weights (``weights_``)
+    and inference is :func:`mlp_forward` in numpy (no torch). Subclasses build the head with :func:`mlp`
+    and name its hidden activation in ``_hidden_activation``. Every ``Linear`` (head and loss module)
+    starts from torch's default initialisation, drawn from the fit's generator; noise drawn in training
+    (views, stochastic neurons, priors) comes from torch's global generator, seeded for the fit.
+    """
+
+    _fitted_attr = "weights_"
+    _hidden_activation = "relu"
+
+    def _init_parameters(self, latent, loss_module, gen):
+        init_default_linear(latent, gen)
+        if loss_module is not None:
+            init_default_linear(loss_module, gen)
+
+    def _train(self, X, y, n_classes, device, seed):
+        # torch's global generator is the one a CUDA graph replays; seeded here, the caller's is restored.
+        with seeded_global_rng(seed, device):
+            return super()._train(X, y, n_classes, device, seed)
+
+    def _store_latent(self, latent):
+        self.weights_ = [p.detach().to("cpu", torch.float32).numpy().copy() for p in latent.parameters()]
+
+    def _decision_block(self, X):
+        return mlp_forward(X, self.weights_, self._hidden_activation)
+
+    @property
+    def _n_outputs(self):
+        return int(self.weights_[-1].shape[0])
