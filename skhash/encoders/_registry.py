@@ -89,6 +89,8 @@ ENCODERS = (
                 "GreedyHash without labels: straight-through signs, cosines regressed on features' (NeurIPS 2018)"),
     EncoderSpec("cibhash", "CIBHashEncoder", "skhash.encoders.unsupervised._cibhash", "unsupervised", False,
                 "CIBHash: contrastive codes of two feature-space views, information bottleneck (IJCAI 2021)"),
+    EncoderSpec("uhbdnn", "UHBDNNEncoder", "skhash.encoders.unsupervised._uhbdnn", "unsupervised", False,
+                "UH-BDNN: features reconstructed from discrete codes, alternating DCC B-steps (ECCV 2016)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")
