@@ -9,7 +9,7 @@ from sklearn.cluster import KMeans
 
 from skhash import BiHalfEncoder, ITQEncoder, OrthoHashEncoder, PseudoLabelEncoder
 from skhash._validation import InputError
-from skhash.encoders.unsupervised._pseudo import auto_n_clusters
+from skhash.encoders.unsupervised._pseudo import DegenerateClustersWarning, auto_n_clusters
 
 
 def _inner(bits=16, epochs=3):
@@ -50,6 +50,32 @@ def test_streamed_hdf5_uses_minibatch_kmeans_and_learns(tmp_path):
     bits = enc.transform(X)
     same = np.mean([np.mean(bits[enc.labels_ == c] == bits[enc.labels_ == c][0]) for c in range(5)])
     assert same > 0.9
+
+
+def test_one_cluster_is_taken_as_a_bisection_with_a_warning():
+    X = _blobs(c=2)
+    with pytest.warns(UserWarning, match="bisects"):
+        enc = PseudoLabelEncoder(_inner(epochs=20), n_clusters=1, random_state=0).fit(X)
+    assert enc.n_clusters_ == 2 and sorted(np.unique(enc.labels_)) == [0, 1]
+    km = KMeans(2, n_init=3, random_state=enc.clusterer_.random_state).fit(X)
+    np.testing.assert_array_equal(enc.labels_, km.labels_)
+    bits = enc.transform(X)  # the two halves get different codes
+    assert (bits[enc.labels_ == 0].mean(0) != bits[enc.labels_ == 1].mean(0)).any()
+
+
+def test_fewer_distinct_rows_than_clusters_use_the_clusters_there_are():
+    X = np.repeat(_blobs(n=3), 10, axis=0)  # 3 distinct rows, 5 clusters asked
+    with pytest.warns(Warning, match="distinct"):  # k-means' own ConvergenceWarning
+        enc = PseudoLabelEncoder(_inner(), n_clusters=5, random_state=0).fit(X)
+    assert len(np.unique(enc.labels_)) == 3 and list(enc.encoder_.classes_) == sorted(np.unique(enc.labels_))
+
+
+def test_identical_rows_train_on_two_halves_and_warn_that_codes_are_constant():
+    X = np.ones((20, 4))
+    with pytest.warns(DegenerateClustersWarning, match="alike"):
+        enc = PseudoLabelEncoder(_inner(), n_clusters=3, random_state=0).fit(X)
+    np.testing.assert_array_equal(enc.labels_, np.arange(20) % 2)
+    assert len(np.unique(enc.transform(X), axis=0)) == 1
 
 
 def test_unsupervised_inner_encoder_is_refused():

@@ -2,6 +2,7 @@
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import clone
@@ -19,6 +20,10 @@ MINIBATCH_ROWS = 50_000
 # "auto": sqrt(n / ROWS_SCALE) clusters, at most one per bit (see auto_n_clusters).
 ROWS_SCALE = 5
 MIN_CLUSTERS = 2
+
+
+class DegenerateClustersWarning(UserWarning):
+    """k-means found a single cluster: the pseudo-labels, and so the codes, carry no information."""
 
 
 def auto_n_clusters(n_samples, n_bits):
@@ -59,7 +64,11 @@ class PseudoLabelEncoder(BaseHashEncoder):
         (``n_bits``, ``device``, epochs, ...) are set on it.
     n_clusters : int or "auto", default="auto"
         The number of pseudo-classes. ``"auto"`` is ``round(sqrt(n_samples / 5))``, at most ``n_bits``,
-        at least 2 (:func:`auto_n_clusters`; measured on digits in ``benchmarks/RESULTS.md``).
+        at least 2 (:func:`auto_n_clusters`; measured on digits in ``benchmarks/RESULTS.md``). A
+        supervised encoder needs two classes at least, so ``1`` is taken as ``2`` (the data are bisected;
+        a warning says so). Data with fewer distinct rows than clusters get fewer clusters (k-means
+        warns); when all rows are alike, the rows are split in two arbitrary halves so that the encoder
+        still trains, and a :class:`DegenerateClustersWarning` says that the codes carry no information.
     n_init : int, default=3
         k-means restarts (full k-means only).
     random_state : int, RandomState instance or None, default=None
@@ -72,7 +81,7 @@ class PseudoLabelEncoder(BaseHashEncoder):
     clusterer_ : KMeans or MiniBatchKMeans
         The fitted clustering.
     n_clusters_ : int
-        The number of clusters used.
+        The number of clusters asked of k-means (at least 2, at most ``n_samples``).
     labels_ : ndarray of shape (n_samples,)
         The pseudo-labels the encoder was trained on.
     n_features_in_ : int
@@ -91,7 +100,7 @@ class PseudoLabelEncoder(BaseHashEncoder):
 
     _parameter_constraints = {
         "encoder": [HasMethods(["fit", "transform"]), None],
-        "n_clusters": [Interval(numbers.Integral, 2, None, closed="left"), StrOptions({"auto"})],
+        "n_clusters": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
@@ -137,10 +146,19 @@ class PseudoLabelEncoder(BaseHashEncoder):
         rng = check_random_state(self.random_state)
         n_bits = int(getattr(encoder, "n_bits", 64))
         n_clusters = auto_n_clusters(X.shape[0], n_bits) if self.n_clusters == "auto" else self.n_clusters
-        self.n_clusters_ = int(min(n_clusters, X.shape[0]))
-        self.clusterer_, self.labels_ = self._cluster(X, rng)
-        if len(np.unique(self.labels_)) < 2:
-            raise InputError("k-means found a single cluster (all rows alike?): no pseudo-classes to learn.")
+        if n_clusters < MIN_CLUSTERS:
+            warnings.warn(
+                f"n_clusters={n_clusters}: one pseudo-class carries no code, so PseudoLabelEncoder bisects the "
+                f"data ({MIN_CLUSTERS} clusters) instead.", UserWarning, stacklevel=2)
+        self.n_clusters_ = int(min(max(n_clusters, MIN_CLUSTERS), X.shape[0]))
+        self.clusterer_, labels = self._cluster(X, rng)
+        if len(np.unique(labels)) < MIN_CLUSTERS:
+            warnings.warn(
+                "k-means found a single cluster: all rows are alike, so no code can tell them apart. The "
+                "encoder is trained on two arbitrary halves of the rows and gives the same code to every "
+                "row like them.", DegenerateClustersWarning, stacklevel=2)
+            labels = np.arange(len(labels)) % MIN_CLUSTERS
+        self.labels_ = labels
         if "random_state" in encoder.get_params() and encoder.get_params()["random_state"] is None:
             encoder.set_params(random_state=int(rng.randint(0, 2**31 - 1)))
         self.encoder_ = encoder.fit(X, self.labels_)
