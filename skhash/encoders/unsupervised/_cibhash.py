@@ -16,13 +16,15 @@ def nt_xent(b1, b2, temperature):
     """NT-Xent of two views' codes: each row's other view is its positive, the other ``2B − 2`` its negatives.
 
     Cosine similarities over ``temperature``, cross-entropy summed over the ``2B`` anchors and divided by
-    ``2B`` (CIBHash's, i.e. SimCLR's, criterion).
+    ``2B`` (CIBHash's, i.e. SimCLR's, criterion). The self-similarities are masked and the positives
+    indexed with tensors made on the codes' device: no host-to-device copy in the step, which a CUDA
+    graph could not capture.
     """
     n = b1.shape[0]
     z = F.normalize(torch.cat([b1, b2]), dim=1)
-    sim = z @ z.T / temperature
-    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=sim.device), float("-inf"))
-    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(sim.device)
+    sim = (z @ z.T).div_(temperature)
+    sim.fill_diagonal_(float("-inf"))
+    positive = torch.arange(2 * n, device=sim.device).add_(n).remainder_(2 * n)
     return F.cross_entropy(sim, positive, reduction="sum") / (2 * n)
 
 
@@ -78,6 +80,9 @@ class CIBHashEncoder(MLPHashEncoder):
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
         The training recipe, as in :class:`skhash.OrthoHashEncoder`.
+    n_jobs : int or None, default=None
+        CPU threads of a CPU fit, as in :class:`skhash.OrthoHashEncoder`. ``n_jobs=1`` is much faster on
+        a busy machine (benchmarks/RESULTS.md, "Hashing without labels").
 
     Attributes
     ----------
@@ -120,6 +125,7 @@ class CIBHashEncoder(MLPHashEncoder):
         weight_decay=5e-4,
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.n_bits = n_bits
         self.temperature = temperature
@@ -133,6 +139,7 @@ class CIBHashEncoder(MLPHashEncoder):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _build_latent(self, n_features):
         return mlp([n_features, HIDDEN, self.n_bits], "relu")
