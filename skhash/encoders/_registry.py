@@ -91,6 +91,8 @@ ENCODERS = (
                 "CIBHash: contrastive codes of two feature-space views, information bottleneck (IJCAI 2021)"),
     EncoderSpec("uhbdnn", "UHBDNNEncoder", "skhash.encoders.unsupervised._uhbdnn", "unsupervised", False,
                 "UH-BDNN: features reconstructed from discrete codes, alternating DCC B-steps (ECCV 2016)"),
+    EncoderSpec("tbh", "TBHEncoder", "skhash.encoders.unsupervised._tbh", "unsupervised", False,
+                "TBH: twin binary/continuous bottlenecks joined by a code graph, adversarial priors (CVPR 2020)"),
 )
 
 FAMILIES = ("shallow", "deep-pointwise", "deep-pairwise", "unsupervised")

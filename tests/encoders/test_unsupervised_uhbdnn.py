@@ -13,6 +13,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from skhash import ITQEncoder, LSHEncoder, UHBDNNEncoder
+from skhash.encoders._layers import init_default_linear
 from skhash.encoders.unsupervised._uhbdnn import b_step_objective, dcc_codes, training_rows, uhbdnn_loss
 
 LAMBDAS = dict(lambda_binary=0.7, lambda_independence=0.3, lambda_balance=0.2)
@@ -122,6 +123,15 @@ def default_linear(n_in, n_out, gen):
         lin.weight.uniform_(-bound, bound, generator=gen)
         lin.bias.uniform_(-bound, bound, generator=gen)
     return lin
+
+
+def test_the_default_start_is_torchs_drawn_from_the_fit_generator():
+    a = torch.nn.Linear(7, 3)
+    init_default_linear(a, torch.Generator().manual_seed(5))
+    b = default_linear(7, 3, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(a.weight, b.weight)
+    torch.testing.assert_close(a.bias, b.bias)
+    assert a.weight.abs().max() <= 1 / math.sqrt(7) and a.weight.std() > 0.5 / math.sqrt(7) / math.sqrt(3)
 
 
 def plain_fit(X, k, hidden, epochs, batch, lam, random_state=0):
