@@ -192,7 +192,6 @@ class UHBDNNEncoder(MLPHashEncoder):
 
     def _train(self, X, y, n_classes, device, seed):
         self._start_codes = initial_codes(X, self.n_bits, seed)
-        self._n_fit_epochs = self._n_epochs(X.shape[0])
         try:
             latent = super()._train(X, y, n_classes, device, seed)
         finally:
@@ -208,7 +207,7 @@ class UHBDNNEncoder(MLPHashEncoder):
                            lambda_independence=self.lambda_independence, lambda_balance=self.lambda_balance)
 
     def _epoch_end(self, context):
-        if context.epoch + 1 < self._n_fit_epochs:
+        if context.epoch + 1 < self._n_epochs(context.source.n):
             self._b_step(context)
         else:
             self._store_decoder(context.loss_module)
