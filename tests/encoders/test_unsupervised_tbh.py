@@ -4,6 +4,7 @@ labels (above LSH), pickling."""
 
 import pickle
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -181,6 +182,17 @@ def test_beats_lsh_on_digits_without_labels(digits_split):
                      batch_size=128, learning_rate=3e-3, random_state=0, n_jobs=1)
     score = enc.fit(Xtr).score(Xte, yte)
     assert score > LSHEncoder(32, random_state=0).fit(Xtr).score(Xte, yte) + 0.05
+
+
+def test_streamed_hdf5_fit(tmp_path):
+    X = _data().astype(np.float32)
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f["x"] = X
+    params = dict(n_bits=8, hidden_size=16, n_continuous=6, device="cpu", max_epochs=2, batch_size=32, random_state=0)
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        enc = TBHEncoder(**params).fit(f["x"])
+        np.testing.assert_array_equal(enc.transform(f["x"]), enc.transform(X))
+    assert enc.n_steps_ == 2 * (len(X) // 32) and np.isfinite(enc.loss_curve_).all()
 
 
 def test_pickle_round_trip_numpy_inference_labels_ignored_and_seeded():
