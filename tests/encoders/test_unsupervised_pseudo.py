@@ -70,6 +70,7 @@ def test_fewer_distinct_rows_than_clusters_use_the_clusters_there_are():
     assert len(np.unique(enc.labels_)) == 3 and list(enc.encoder_.classes_) == sorted(np.unique(enc.labels_))
 
 
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # k-means' own, expected here
 def test_identical_rows_train_on_two_halves_and_warn_that_codes_are_constant():
     X = np.ones((20, 4))
     with pytest.warns(DegenerateClustersWarning, match="alike"):
