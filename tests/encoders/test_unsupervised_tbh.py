@@ -1,6 +1,6 @@
 """TBHEncoder: the code graph and the twin bottleneck by hand, the actor and critic losses (value and
 gradient) by hand, fit equal to a plain loop with two optimisers written here, quality on digits without
-labels (above LSH), pickling."""
+labels (above LSH), pickling; and recalibrate of the MLP encoders' shared base (TBH, UH-BDNN, CIBHash)."""
 
 import pickle
 
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils import check_random_state
 
-from skhash import LSHEncoder, TBHEncoder
+from skhash import CIBHashEncoder, LSHEncoder, TBHEncoder, UHBDNNEncoder
 from skhash.encoders._layers import init_default_linear
 from skhash.encoders.unsupervised._tbh import code_affinity, tbh_losses, twin_bottleneck
 
@@ -206,3 +206,17 @@ def test_pickle_round_trip_numpy_inference_labels_ignored_and_seeded():
     np.testing.assert_allclose(enc.decision_function(X), ref.numpy(), rtol=1e-5, atol=1e-5)
     again = TBHEncoder(**params).fit(X, np.arange(len(X)) % 3)  # same seed, labels ignored: same draws
     np.testing.assert_array_equal(again.weights_[0], enc.weights_[0])
+
+
+@pytest.mark.parametrize("cls", [TBHEncoder, UHBDNNEncoder, CIBHashEncoder])
+def test_recalibrate_centres_every_bit_of_an_mlp_encoder_on_a_shifted_domain(cls):
+    X = _data(n=120)
+    enc = cls(8, device="cpu", max_epochs=1, batch_size=32, random_state=0)
+    enc.set_params(**{k: v for k, v in dict(hidden_size=16, n_continuous=6, hidden_layer_sizes=(16,)).items()
+                      if k in enc.get_params()}).fit(X)
+    shifted = X + 3.0
+    before = enc.decision_function(shifted)
+    enc.recalibrate(shifted)
+    after = enc.decision_function(shifted)
+    np.testing.assert_allclose(after.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(after - before, np.broadcast_to(-before.mean(0), before.shape), atol=1e-4)

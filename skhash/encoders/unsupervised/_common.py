@@ -5,6 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..._validation import InputError
 from .._deep import DeepHashEncoder
 from .._layers import init_default_linear, seeded_global_rng
 
@@ -110,3 +111,30 @@ class MLPHashEncoder(UnsupervisedDeepEncoder):
     @property
     def _n_outputs(self):
         return int(self.weights_[-1].shape[0])
+
+    def recalibrate(self, X):
+        """Centre every bit on ``X``, a database from another domain (OrthoHash supplementary D.5).
+
+        The MLP has no BatchNorm to re-estimate, so the mean of its output over ``X`` is subtracted from
+        the last layer's bias: every bit is then centred on the new domain. The variance, which
+        BatchNorm's recalibration also resets, changes no sign and is left alone.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or h5py.Dataset
+            Descriptors of the target domain (typically the database).
+
+        Returns
+        -------
+        self : object
+        """
+        self._check_fitted_state()
+        X = self._validate_X(X, reset=False)
+        total, n = np.zeros(self._n_outputs), 0
+        for _, v in self._decision_chunks(X):
+            total += v.sum(axis=0, dtype=np.float64)
+            n += len(v)
+        if n < 2:
+            raise InputError(f"recalibrate needs at least 2 rows to estimate a mean, got {n}.")
+        self.weights_ = [*self.weights_[:-1], (self.weights_[-1] - total / n).astype(np.float32)]
+        return self
