@@ -5,7 +5,7 @@ Digits, 70/30 stratified split (random_state=0), StandardScaler on the training 
 the training rows *without labels*; the 540 test rows query the other test rows (leave-one-out Hamming
 mAP@all, the encoders' ``score``). The deep encoders run ``--epochs`` epochs on the CPU (default 60,
 400 optimizer steps at batch 256: the "auto" 2,000 steps take several times longer on a shared 2-core
-machine), on one CPU thread (``n_jobs=1`` where the encoder has it). ``--clusters`` sweeps
+machine). ``--clusters`` sweeps
 PseudoLabelEncoder's n_clusters (the measurement behind "auto"); ``--set`` changes the deep encoders'
 parameters (e.g. ``--set stochastic=False``).
 
@@ -48,10 +48,7 @@ def make(name, bits, seed, epochs, n_clusters="auto", settings=None):
     if name == "PseudoLabelEncoder":
         inner = skhash.OrthoHashEncoder(bits, device="cpu", max_epochs=epochs, random_state=seed)
         return cls(inner, n_clusters=n_clusters, random_state=seed)
-    enc = cls(bits, device="cpu", max_epochs=epochs, random_state=seed)
-    # one thread: on a shared 2-core machine a 2-thread step waits for a descheduled sibling
-    own = {"n_jobs": 1, **(settings or {})}
-    return enc.set_params(**{k: v for k, v in own.items() if k in enc.get_params()})
+    return cls(bits, device="cpu", max_epochs=epochs, random_state=seed).set_params(**(settings or {}))
 
 
 def run(name, bits, seeds, epochs, data, n_clusters="auto", settings=None):

@@ -96,5 +96,5 @@ def test_numpy_forward_pass_equals_the_torch_mlp_and_pickles():
 
 def test_beats_lsh_on_digits_without_labels(digits_split):
     Xtr, Xte, _, yte = digits_split
-    score = CIBHashEncoder(32, device="cpu", max_epochs=5, random_state=0, n_jobs=1).fit(Xtr).score(Xte, yte)
+    score = CIBHashEncoder(32, device="cpu", max_epochs=5, random_state=0).fit(Xtr).score(Xte, yte)
     assert score > LSHEncoder(32, random_state=0).fit(Xtr).score(Xte, yte) + 0.02

@@ -179,7 +179,7 @@ def test_beats_lsh_on_digits_without_labels(digits_split):
     # authors' deterministic threshold, batches of 128 and a higher rate, 900 steps (0.55 against 0.43)
     Xtr, Xte, _, yte = digits_split
     enc = TBHEncoder(32, hidden_size=64, n_continuous=32, stochastic=False, device="cpu", max_epochs=100,
-                     batch_size=128, learning_rate=3e-3, random_state=0, n_jobs=1)
+                     batch_size=128, learning_rate=3e-3, random_state=0)
     score = enc.fit(Xtr).score(Xte, yte)
     assert score > LSHEncoder(32, random_state=0).fit(Xtr).score(Xte, yte) + 0.05
 

@@ -81,8 +81,7 @@ class CIBHashEncoder(MLPHashEncoder):
     verbose : int, default=0
         The training recipe, as in :class:`skhash.OrthoHashEncoder`.
     n_jobs : int or None, default=None
-        CPU threads of a CPU fit, as in :class:`skhash.OrthoHashEncoder`. ``n_jobs=1`` is much faster on
-        a busy machine (benchmarks/RESULTS.md, "Hashing without labels").
+        CPU threads of a CPU fit, as in :class:`skhash.OrthoHashEncoder`.
 
     Attributes
     ----------
