@@ -221,6 +221,11 @@ def test_pickle_round_trip_numpy_inference_and_labels_ignored():
     np.testing.assert_array_equal(with_y.weights_[0], enc.weights_[0])
 
 
+def test_an_int_is_one_hidden_layer():
+    enc = UHBDNNEncoder(8, hidden_layer_sizes=16, device="cpu", max_epochs=1, batch_size=32).fit(_data(n=64))
+    assert [w.shape for w in enc.weights_[::2]] == [(16, 12), (8, 16)]
+
+
 @pytest.mark.parametrize("sizes", [(0,), (4, -1), (2.5,)])
 def test_bad_hidden_layer_sizes_are_refused(sizes):
     from skhash._validation import InputError

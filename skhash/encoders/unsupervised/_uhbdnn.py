@@ -108,8 +108,8 @@ class UHBDNNEncoder(MLPHashEncoder):
     Parameters
     ----------
     n_bits : int, default=64
-    hidden_layer_sizes : tuple of int, default=(1024, 512)
-        Widths of the encoder's sigmoid hidden layers (empty: a linear encoder).
+    hidden_layer_sizes : int or tuple of int, default=(1024, 512)
+        Widths of the encoder's sigmoid hidden layers (an int: one layer; empty: a linear encoder).
     lambda_binary : float, default=1.0
         λ₂, weight of ``‖h − b‖²`` (the codes close to their discrete codes); also weighs ``H`` in the
         B-step.
@@ -145,7 +145,7 @@ class UHBDNNEncoder(MLPHashEncoder):
 
     _parameter_constraints = {
         **MLPHashEncoder._parameter_constraints,
-        "hidden_layer_sizes": [tuple, list],
+        "hidden_layer_sizes": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
         "lambda_binary": [Interval(numbers.Real, 0, None, closed="left")],
         "lambda_independence": [Interval(numbers.Real, 0, None, closed="left")],
         "lambda_balance": [Interval(numbers.Real, 0, None, closed="left")],
@@ -184,7 +184,9 @@ class UHBDNNEncoder(MLPHashEncoder):
         self.n_jobs = n_jobs
 
     def _build_latent(self, n_features):
-        hidden = [check_positive_int(w, "hidden_layer_sizes entries") for w in self.hidden_layer_sizes]
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, numbers.Integral) else sizes
+        hidden = [check_positive_int(w, "hidden_layer_sizes entries") for w in sizes]
         return mlp([n_features, *hidden, self.n_bits], self._hidden_activation)
 
     def _build_loss_module(self, n_classes):
