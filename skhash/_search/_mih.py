@@ -32,7 +32,7 @@ DEFAULT_MAX_SUBSTRING_BITS = 16
 REBUILD_FRACTION = 0.25
 # Work units (see ``_mih_kernels``) that cost as much time as scanning one row with the blocked scan,
 # measured on the 2-core machine of benchmarks/RESULTS.md (section "Multi-index hashing").
-WORK_PER_SCANNED_ROW = 0.05
+WORK_PER_SCANNED_ROW = 0.1
 # A query gives up and is scanned once its work passes this fraction of the scan's cost, so a query
 # that the tables serve badly costs at most this much more than the scan alone.
 BUDGET_FRACTION = 0.5
@@ -253,6 +253,7 @@ class MihIndex(BaseIndex):
         """``auto``: whether the tables beat the scan for ``k`` neighbours here (decided once per k)."""
         if self.n < AUTO_MIN_ROWS or self.n_bits > AUTO_MAX_BITS or k > AUTO_MAX_K:
             return False
+        self.tables()  # first: a (re)build forgets the choices made on the old tables
         if self._auto_choice is None:
             self._auto_choice = {}
         if k not in self._auto_choice:
