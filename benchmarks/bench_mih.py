@@ -38,7 +38,13 @@ CHUNK = 1_000_000
 
 
 def structured_codes(n, n_queries, noise, per_class, seed=0):
-    """Database and query codes of an ITQ encoder on descriptors around ``n / per_class`` centres."""
+    """Database and query codes of an ITQ encoder on descriptors around ``n / per_class`` centres.
+
+    The encoder is fitted, and the queries drawn, with :func:`skhash.make_descriptors`; the database
+    rows follow its model (``normalize(centre + noise * g / sqrt(d))``) drawn in float32 chunks and
+    encoded with the encoder's affine map and sign, checked equal to ``encoder.transform`` on the
+    first chunk: the library's own path takes 10 s per million rows here, 17 min for 100M.
+    """
     n_classes = max(10, n // per_class)
     X_fit, _, centers = make_descriptors(
         20_000, n_features=N_BITS, n_classes=n_classes, noise=noise, random_state=seed, return_centers=True
@@ -46,18 +52,23 @@ def structured_codes(n, n_queries, noise, per_class, seed=0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         encoder = ITQEncoder(n_bits=N_BITS, random_state=seed).fit(X_fit)
-
-    def encode(rows, random_state):
-        X, _ = make_descriptors(
-            rows, n_features=N_BITS, n_classes=n_classes, noise=noise, centers=centers, random_state=random_state
-        )
-        return pack_bits(encoder.transform(X))
-
+    centers = centers.astype(np.float32)
+    coef, intercept = encoder.coef_.astype(np.float32), encoder.intercept_.astype(np.float32)
+    rng = np.random.default_rng(seed + 1)
     db = np.empty((n, N_BITS // 8), dtype=np.uint8)
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
-        db[start:stop] = encode(stop - start, seed + 1 + start // CHUNK)
-    return db, encode(n_queries, seed + 10**6)
+        X = centers[rng.integers(0, n_classes, stop - start)]
+        X += np.float32(noise / np.sqrt(N_BITS)) * rng.standard_normal(X.shape, dtype=np.float32)
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        bits = (X @ coef + intercept > 0).astype(np.uint8)
+        if start == 0:
+            np.testing.assert_array_equal(bits[:10_000], encoder.transform(X[:10_000]))
+        db[start:stop] = pack_bits(bits)
+    X_q, _ = make_descriptors(
+        n_queries, n_features=N_BITS, n_classes=n_classes, noise=noise, centers=centers, random_state=seed + 2
+    )
+    return db, pack_bits(encoder.transform(X_q))
 
 
 def random_codes(n, n_queries, seed=0):

@@ -22,11 +22,13 @@ from ._mih_kernels import ID_BITS, PROBE_WORK, build_tables, check_tables, knn_s
 
 # Substrings of at most this many bits: a table's offsets (2**bits + 1 uint32) stay within 64 MiB.
 MAX_SUBSTRING_BITS = 24
-# The default substrings are no longer than this: a probe is then a read from a table's offsets of
-# 256 KiB, which stay in cache, while offsets of 2**21 slots and more miss the cache on every probe.
-# Measured on 1M and 4M 64-bit codes (benchmarks/RESULTS.md): 16-bit substrings (m = 4) served
-# queries 1.5-4x faster than 21-bit ones (m = 3, the paper's log2(n) rule) and built 3-4x faster.
-DEFAULT_MAX_SUBSTRING_BITS = 16
+# The default substrings have about log2(n) - BUCKET_BITS bits, buckets of about 2**BUCKET_BITS rows
+# (the paper's rule, log2(n) bits, balances probes and entries as if both cost the same). Here a probe
+# (a random read of a table's offsets) costs as much as reading tens of entries (sequential), so
+# shorter substrings win: on 1M, 4M and 10M random 64-bit codes, 16-bit substrings (m = 4) served
+# queries 1.6-3x faster than the paper's 21-bit ones (m = 3), whose offsets do not stay in cache
+# (benchmarks/RESULTS.md, "Multi-index hashing").
+BUCKET_BITS = 5
 # Tables are rebuilt once the rows appended since the last build exceed this fraction of them (the
 # appended rows are scanned by every query meanwhile; a geometric threshold keeps appends amortised O(1)).
 REBUILD_FRACTION = 0.25
@@ -44,7 +46,7 @@ AUTO_MAX_K = 1000
 # "auto" tries the tables on this many database rows (as leave-one-out queries) and uses them when
 # their mean cost is below this fraction of the scan's.
 AUTO_SAMPLE = 64
-AUTO_MAX_COST = 0.5
+AUTO_MAX_COST = 0.7
 
 
 def substring_lengths(n_bits, n, n_substrings=None):
@@ -56,8 +58,9 @@ def substring_lengths(n_bits, n, n_substrings=None):
     n : int
         Rows of the database.
     n_substrings : int, default=None
-        ``m``; ``None`` takes ``round(n_bits / log2(n))`` (the paper's rule), at least enough
-        substrings that none is longer than :data:`DEFAULT_MAX_SUBSTRING_BITS`.
+        ``m``; ``None`` takes ``round(n_bits / (log2(n) - BUCKET_BITS))``: substrings of about
+        ``log2(n) - 5`` bits (64-bit codes: ``m = 4`` from 300k to 20M codes, 3 beyond), and at least
+        enough of them that none is longer than :data:`MAX_SUBSTRING_BITS`.
 
     Returns
     -------
@@ -65,8 +68,8 @@ def substring_lengths(n_bits, n, n_substrings=None):
         Lengths differing by at most one, longest first, summing to ``n_bits``.
     """
     if n_substrings is None:
-        m = round(n_bits / math.log2(max(n, 2)))
-        m = max(m, math.ceil(n_bits / DEFAULT_MAX_SUBSTRING_BITS), 1)
+        m = round(n_bits / max(1.0, math.log2(max(n, 2)) - BUCKET_BITS))
+        m = max(m, math.ceil(n_bits / MAX_SUBSTRING_BITS), 1)
     else:
         m = n_substrings
     m = min(m, n_bits)
@@ -150,8 +153,8 @@ class MihIndex(BaseIndex):
     Results are those of :class:`~skhash._search.CpuIndex`, ties by index included. The tables are built
     on the first search (counting sorts: time and memory linear in ``n``) and hold, per substring,
     every row's id and full code: about ``m * n * (4 + 8 * ceil(n_bits / 64))`` bytes plus
-    ``m * 2**(n_bits / m) * 8`` bytes of offsets (64-bit codes: ``m = 3`` from 1M to 100M rows,
-    36 bytes a row against the 8 of the codes). Rows appended later are scanned beside the tables until
+    ``m * 2**(n_bits / m) * 4`` bytes of offsets (64-bit codes: ``m = 4`` up to 20M rows, 48 bytes a
+    row against the 8 of the codes; ``m = 3``, 36 bytes a row, beyond). Rows appended later are scanned beside the tables until
     they pass a quarter of them, then the tables are rebuilt. Radius queries use the scan.
 
     Parameters

@@ -40,6 +40,7 @@ from .._popcount import popcount64
 ID_BITS = 40  # heap keys are distance << ID_BITS | row: rows must be below 2**40
 _ID_MASK = (1 << ID_BITS) - 1
 PROBE_WORK = 4  # work units of one bucket lookup (a random read of two offsets), entries count one
+_PROBE_BATCH = 16  # buckets whose bounds are read before any is verified
 
 
 @numba.njit(inline="always", cache=True)
@@ -196,11 +197,12 @@ def _found_before(q, codes, e, masks, s, i):
 @numba.njit(inline="always", cache=True)
 def _probe(lo, hi, q, ex, k, s, i, masks, ids, codes, heap, size):
     """Offer bucket ``lo:hi`` (found at step ``(s, i)``) to the heap; return its new size."""
+    # Most entries lose on distance alone: the row id (another array, another cache line) is read
+    # only for the others.
+    worst = heap[0] >> ID_BITS if size == k else np.int64(1 << 30)
     for e in range(lo, hi):
         d = np.int64(_distance(q, codes, e))
-        # Most entries lose on distance alone: the row id (another array, another cache line) is
-        # read only for the others.
-        if size == k and d > heap[0] >> ID_BITS:
+        if d > worst:
             continue
         r = np.int64(ids[e])
         key = (d << ID_BITS) | r
@@ -209,7 +211,22 @@ def _probe(lo, hi, q, ex, k, s, i, masks, ids, codes, heap, size):
         if r == ex or _found_before(q, codes, e, masks, s, i):
             continue
         size = _heap_offer(heap, size, k, key)
+        if size == k:
+            worst = heap[0] >> ID_BITS
     return size
+
+
+@numba.njit(inline="always", cache=True)
+def _next_flips(flips, limit):
+    """The next mask of as many set bits as ``flips`` (Gosper's hack), or ``limit`` after the last.
+
+    The division by the lowest set bit is a shift: a 64-bit division costs tens of cycles.
+    """
+    if flips == 0:
+        return limit
+    low = flips & -flips
+    ripple = flips + low
+    return (((ripple ^ flips) >> 2) >> popcount64(np.uint64(low - 1))) | ripple
 
 
 @numba.njit(cache=True, nogil=True)
@@ -224,6 +241,8 @@ def _knn_one(queries, j, ex, k, n_bits, budget, starts, lengths, masks, obase, o
         if r != ex:
             size = _heap_offer(heap, size, k, (np.int64(_distance(q, tail, t)) << ID_BITS) | r)
     work = np.int64(tail.shape[0])
+    los = np.empty(_PROBE_BATCH, dtype=np.int64)
+    his = np.empty(_PROBE_BATCH, dtype=np.int64)
     max_len = 0
     for i in range(m):
         max_len = max(max_len, lengths[i])
@@ -237,20 +256,20 @@ def _knn_one(queries, j, ex, k, n_bits, budget, starts, lengths, masks, obase, o
                 flips = (np.int64(1) << s) - 1
                 limit = np.int64(1) << length
                 while flips < limit:
-                    key = qkey ^ flips
-                    lo = first + np.int64(offsets[base + key])
-                    hi = first + np.int64(offsets[base + key + 1])
-                    work += PROBE_WORK + hi - lo
-                    if work > budget:
-                        return -1
-                    size = _probe(lo, hi, q, ex, k, s, i, masks, ids, codes, heap, size)
-                    if flips == 0:
-                        break
-                    # Gosper's hack: the next larger integer with the same number of set bits (the
-                    # division by the lowest set bit as a shift: a 64-bit division costs tens of cycles).
-                    low = flips & -flips
-                    ripple = flips + low
-                    flips = (((ripple ^ flips) >> 2) >> popcount64(np.uint64(low - 1))) | ripple
+                    # A batch of buckets' bounds first: the reads do not depend on each other, so
+                    # their cache misses overlap instead of each stalling the verification loop.
+                    nb = 0
+                    while nb < _PROBE_BATCH and flips < limit:
+                        key = qkey ^ flips
+                        los[nb] = first + np.int64(offsets[base + key])
+                        his[nb] = first + np.int64(offsets[base + key + 1])
+                        nb += 1
+                        flips = _next_flips(flips, limit)
+                    for t in range(nb):
+                        work += PROBE_WORK + his[t] - los[t]
+                        if work > budget:
+                            return -1
+                        size = _probe(los[t], his[t], q, ex, k, s, i, masks, ids, codes, heap, size)
             certified = s * m + i
             if certified >= n_bits or (size == k and (heap[0] >> ID_BITS) <= certified):
                 return work

@@ -111,8 +111,10 @@ def test_appended_rows_are_searched_as_a_tail_then_rebuilt():
 
 
 def test_substring_rule_and_compact_words():
-    assert substring_lengths(64, 10**6).tolist() == [16] * 4  # log2(n) = 20, capped at 16 bits
-    assert substring_lengths(64, 1000).tolist() == [11, 11, 11, 11, 10, 10]  # log2(n) ~ 10
+    # About log2(n) - 5 bits each: buckets of ~32 rows.
+    assert substring_lengths(64, 10**6).tolist() == [16] * 4
+    assert substring_lengths(64, 10**8).tolist() == [22, 21, 21]
+    assert substring_lengths(64, 10**5).tolist() == [11, 11, 11, 11, 10, 10]
     assert substring_lengths(70, 10**6, 3).tolist() == [24, 23, 23]
     assert substring_lengths(5, 10**6).tolist() == [5]
     with pytest.raises(InputError, match="at least 3"):
