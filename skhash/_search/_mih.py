@@ -143,7 +143,7 @@ def _layout(lengths, n_bits, n):
         starts, lengths, masks, obase,
         offsets=np.empty(int(sizes.sum()), dtype=id_dtype),
         ids=np.empty(m * n, dtype=id_dtype),
-        codes=np.empty((m * n, n_words), dtype=np.uint64),
+        codes=np.empty((n_words, m * n), dtype=np.uint64),
     )
 
 
@@ -234,7 +234,7 @@ class MihIndex(BaseIndex):
         """Distances, indices and work per query (-1: gave up past ``budget``; its rows undefined)."""
         tables = self.tables()
         queries = compact_words(packed_queries, self.n_bits)
-        tail = compact_words(self.packed_codes[tables.n_built :], self.n_bits)
+        tail = np.ascontiguousarray(compact_words(self.packed_codes[tables.n_built :], self.n_bits).T)
         n_q = queries.shape[0]
         dist = np.empty((n_q, k), dtype=np.int32)
         idx = np.empty((n_q, k), dtype=np.int64)
@@ -280,7 +280,12 @@ class MihIndex(BaseIndex):
         if self._tables is None and self.auto:
             return {}
         tables = self.tables()
-        return {"mih_lengths": tables.lengths, "mih_offsets": tables.offsets, "mih_ids": tables.ids}
+        return {
+            "mih_lengths": tables.lengths,
+            "mih_offsets": tables.offsets,
+            "mih_ids": tables.ids,
+            "mih_auto": np.array(self.auto),  # so the loaded index serves the same algorithm
+        }
 
     @classmethod
     def from_state(cls, packed_codes, n_bits, arrays):
@@ -295,6 +300,10 @@ class MihIndex(BaseIndex):
         index = cls(packed_codes, n_bits)
         if not arrays:
             return index
+        auto = np.asarray(arrays.get("mih_auto", False))
+        if auto.shape != () or auto.dtype != bool:
+            raise InputError(f"Saved multi-index hashing tables: mih_auto must be a boolean scalar, got {auto!r}.")
+        index.auto = bool(auto)
         index._tables = _checked_tables(packed_codes, int(n_bits), arrays)
         index.n_substrings = index._tables.lengths.shape[0]
         return index

@@ -36,6 +36,7 @@ import numba
 import numpy as np
 
 from .._popcount import popcount64
+from ._cpu_kernels import _distance
 
 ID_BITS = 40  # heap keys are distance << ID_BITS | row: rows must be below 2**40
 _ID_MASK = (1 << ID_BITS) - 1
@@ -63,7 +64,8 @@ def build_tables(words, starts, lengths, obase, offsets, ids, codes):
     words : uint64 (n, n_words), compact codes.
     starts, lengths : int64 (m,), the substrings.
     obase : int64 (m,), where table ``i``'s ``2**lengths[i] + 1`` offsets start.
-    offsets : int64, ``obase[-1] + 2**lengths[-1] + 1`` entries; ids : (m * n,); codes : (m * n, n_words).
+    offsets : ``obase[-1] + 2**lengths[-1] + 1`` entries; ids : (m * n,); codes : uint64 (n_words, m * n),
+        word-major as the scan's database (``_cpu_kernels``), whose distance function reads both.
     """
     n = words.shape[0]
     for i in numba.prange(starts.shape[0]):
@@ -84,10 +86,10 @@ def build_tables(words, starts, lengths, obase, offsets, ids, codes):
             cursor[key] = e + 1
             ids[e] = r
             for w in range(words.shape[1]):
-                codes[e, w] = words[r, w]
+                codes[w, e] = words[r, w]
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True)  # serial: loading is rare, and a parallel kernel compiles slowly
 def check_tables(words, starts, lengths, obase, offsets, ids, codes):
     """Check loaded ``offsets`` and ``ids`` against the codes and fill ``codes``; the first fault, or 0.
 
@@ -98,7 +100,7 @@ def check_tables(words, starts, lengths, obase, offsets, ids, codes):
     n = words.shape[0]
     m = starts.shape[0]
     faults = np.zeros(m, dtype=np.int64)
-    for i in numba.prange(m):
+    for i in range(m):
         n_keys = 1 << lengths[i]
         base = obase[i]
         if offsets[base] != 0 or offsets[base + n_keys] != n:
@@ -129,7 +131,7 @@ def check_tables(words, starts, lengths, obase, offsets, ids, codes):
                     break
                 seen[r] = True
                 for w in range(words.shape[1]):
-                    codes[e, w] = words[r, w]
+                    codes[w, e] = words[r, w]
             if faults[i]:
                 break
     for i in range(m):
@@ -168,16 +170,8 @@ def _heap_offer(heap, size, k, key):
     return size
 
 
-# Rows are read as ``codes[e, w]``, never as a row view ``codes[e]``: a view per entry costs numba
+# Entries are read as ``codes[w, e]``, never through a view of one entry: a view per entry costs numba
 # reference-count updates (atomic in a parallel region) that took longer than the distance itself.
-
-
-@numba.njit(inline="always", cache=True)
-def _distance(q, codes, e):
-    d = 0
-    for w in range(q.shape[0]):
-        d += popcount64(q[w] ^ codes[e, w])
-    return d
 
 
 @numba.njit(inline="always", cache=True)
@@ -188,7 +182,7 @@ def _found_before(q, codes, e, masks, s, i):
             continue
         dj = 0
         for w in range(q.shape[0]):
-            dj += popcount64((q[w] ^ codes[e, w]) & masks[j, w])
+            dj += popcount64((q[w] ^ codes[w, e]) & masks[j, w])
         if dj < s or (dj == s and j < i):
             return True
     return False
@@ -201,7 +195,7 @@ def _probe(lo, hi, q, ex, k, s, i, masks, ids, codes, heap, size):
     # only for the others.
     worst = heap[0] >> ID_BITS if size == k else np.int64(1 << 30)
     for e in range(lo, hi):
-        d = np.int64(_distance(q, codes, e))
+        d = np.int64(_distance(codes, e, q))
         if d > worst:
             continue
         r = np.int64(ids[e])
@@ -236,11 +230,11 @@ def _knn_one(queries, j, ex, k, n_bits, budget, starts, lengths, masks, obase, o
     m = starts.shape[0]
     n_built = ids.shape[0] // m
     size = 0
-    for t in range(tail.shape[0]):
+    for t in range(tail.shape[1]):
         r = tail0 + t
         if r != ex:
-            size = _heap_offer(heap, size, k, (np.int64(_distance(q, tail, t)) << ID_BITS) | r)
-    work = np.int64(tail.shape[0])
+            size = _heap_offer(heap, size, k, (np.int64(_distance(tail, t, q)) << ID_BITS) | r)
+    work = np.int64(tail.shape[1])
     los = np.empty(_PROBE_BATCH, dtype=np.int64)
     his = np.empty(_PROBE_BATCH, dtype=np.int64)
     max_len = 0
@@ -290,7 +284,7 @@ def knn_search(
     k : int, at most the rows that are not excluded.
     n_bits : int; budget : int, the work after which a query gives up.
     starts, lengths, masks, obase, offsets, ids, codes : the tables (see :func:`build_tables`).
-    tail : uint64 (n_tail, n_words), rows ``tail0 ..`` appended since the tables were built.
+    tail : uint64 (n_words, n_tail), word-major, rows ``tail0 ..`` appended since the tables were built.
     out_d : int32 (n_queries, k); out_i : int64 (n_queries, k); work : int64 (n_queries,), filled in
         place; a query with ``work == -1`` gave up and its rows of ``out_*`` are undefined.
     """

@@ -210,10 +210,13 @@ def _saved(n=600, n_bits=45, seed=5):
 def test_saved_tables_load_without_rebuilding(monkeypatch):
     db, index, arrays = _saved()
     queries = random_codes(np.random.default_rng(0), 8, 45, n_distinct=80)
-    assert set(arrays) == {"mih_lengths", "mih_offsets", "mih_ids"}
+    assert set(arrays) == {"mih_lengths", "mih_offsets", "mih_ids", "mih_auto"}
     monkeypatch.setattr(MihIndex, "_build", lambda self, n: pytest.fail("rebuilt"))
     loaded = MihIndex.from_state(pack_bits(db), 45, arrays)
+    assert loaded.algorithm == "mih"
     assert_same(_knn(loaded, queries, 20), brute_kneighbors(db, queries, 20))
+    index.auto = True  # an "auto" index that built its tables saves them and loads as "auto"
+    assert MihIndex.from_state(pack_bits(db), 45, index.state_arrays()).algorithm == "auto"
     assert MihIndex(pack_bits(db), 45, auto=True).state_arrays() == {}  # auto, tables never built
     assert CpuIndex.from_state(pack_bits(db), 45, {}).n == 600  # the defaults of the base
 
@@ -242,6 +245,7 @@ def _unsort_a_bucket(a):
     "corrupt, message",
     [
         (lambda a: a.pop("mih_ids"), "lack"),
+        (lambda a: a.update(mih_auto=np.array([1, 0])), "boolean"),
         (lambda a: a.update(mih_lengths=np.array([15, 15, 14])), "do not fit"),
         (lambda a: a.update(mih_lengths=np.array([40, 5])), "do not fit"),
         (lambda a: a.update(mih_ids=a["mih_ids"].astype(np.int64)), "dtype"),
