@@ -18,7 +18,7 @@ from .._validation import InputError
 from ..codes import _words
 from ._base import BaseIndex
 from ._cpu import CpuIndex, _numba_threads
-from ._mih_kernels import ID_BITS, PROBE_WORK, build_tables, check_tables, knn_search
+from ._mih_kernels import ID_BITS, build_tables, check_tables, knn_search
 
 # Substrings of at most this many bits: a table's offsets (2**bits + 1 uint32) stay within 64 MiB.
 MAX_SUBSTRING_BITS = 24
@@ -29,9 +29,10 @@ MAX_SUBSTRING_BITS = 24
 # queries 1.6-3x faster than the paper's 21-bit ones (m = 3), whose offsets do not stay in cache
 # (benchmarks/RESULTS.md, "Multi-index hashing").
 BUCKET_BITS = 5
-# Tables are rebuilt once the rows appended since the last build exceed this fraction of them (the
-# appended rows are scanned by every query meanwhile; a geometric threshold keeps appends amortised O(1)).
-REBUILD_FRACTION = 0.25
+# Tables are rebuilt once the rows appended since the last build exceed this fraction of them: every
+# query scans the appended rows meanwhile (outside its work budget, which judges the tables), and a
+# geometric threshold keeps the rebuilds' cost per appended row constant.
+REBUILD_FRACTION = 1 / 16
 # Work units (see ``_mih_kernels``) that cost as much time as scanning one row with the blocked scan,
 # measured on the 2-core machine of benchmarks/RESULTS.md (section "Multi-index hashing").
 WORK_PER_SCANNED_ROW = 0.1
@@ -50,7 +51,7 @@ AUTO_MAX_COST = 0.7
 
 
 def substring_lengths(n_bits, n, n_substrings=None):
-    """Bits of each substring: ``n_substrings``, or the paper's rule, about ``log2(n)`` bits each.
+    """Bits of each substring: ``n_substrings`` of them, or about ``log2(n) - 5`` bits each.
 
     Parameters
     ----------
@@ -154,8 +155,9 @@ class MihIndex(BaseIndex):
     on the first search (counting sorts: time and memory linear in ``n``) and hold, per substring,
     every row's id and full code: about ``m * n * (4 + 8 * ceil(n_bits / 64))`` bytes plus
     ``m * 2**(n_bits / m) * 4`` bytes of offsets (64-bit codes: ``m = 4`` up to 20M rows, 48 bytes a
-    row against the 8 of the codes; ``m = 3``, 36 bytes a row, beyond). Rows appended later are scanned beside the tables until
-    they pass a quarter of them, then the tables are rebuilt. Radius queries use the scan.
+    row against the 8 of the codes; ``m = 3``, 36 bytes a row, beyond). Rows appended later are
+    scanned beside the tables until they pass a sixteenth of them, then the tables are rebuilt.
+    Radius queries use the scan.
 
     Parameters
     ----------

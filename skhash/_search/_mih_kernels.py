@@ -234,7 +234,7 @@ def _knn_one(queries, j, ex, k, n_bits, budget, starts, lengths, masks, obase, o
         r = tail0 + t
         if r != ex:
             size = _heap_offer(heap, size, k, (np.int64(_distance(tail, t, q)) << ID_BITS) | r)
-    work = np.int64(tail.shape[1])
+    work = np.int64(0)  # the budget judges the tables: the tail is scanned whatever they do
     los = np.empty(_PROBE_BATCH, dtype=np.int64)
     his = np.empty(_PROBE_BATCH, dtype=np.int64)
     max_len = 0

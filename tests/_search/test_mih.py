@@ -102,10 +102,11 @@ def test_appended_rows_are_searched_as_a_tail_then_rebuilt():
     index = MihIndex(pack_bits(db[:200]), 40)
     _knn(index, queries, 3)
     built = index._tables
-    index.append(pack_bits(db[200:240]))  # 20 %: scanned beside the tables
-    assert_same(_knn(index, queries, 30), brute_kneighbors(db[:240], queries, 30))
+    index.append(pack_bits(db[200:205]))
+    index.append(pack_bits(db[205:212]))  # 6 %: scanned beside the tables
+    assert_same(_knn(index, queries, 30), brute_kneighbors(db[:212], queries, 30))
     assert index._tables is built
-    index.append(pack_bits(db[240:]))  # past a quarter: rebuilt
+    index.append(pack_bits(db[212:]))  # past a sixteenth: rebuilt
     assert_same(_knn(index, queries, 30), brute_kneighbors(db, queries, 30))
     assert index._tables is not built and index._tables.n_built == 400
 
