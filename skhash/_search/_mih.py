@@ -200,7 +200,9 @@ class MihIndex(BaseIndex):
         tables = _layout(lengths, self.n_bits, n)
         words = compact_words(self.packed_codes[:n], self.n_bits)
         with _numba_threads(self.n_jobs):
-            build_tables(words, tables.starts, tables.lengths, tables.obase, tables.offsets, tables.ids, tables.codes)
+            build_tables(
+                words, tables.starts, tables.lengths, tables.obase, tables.offsets, tables.ids, tables.codes
+            )
         return tables
 
     def _scan_index(self):
@@ -224,7 +226,8 @@ class MihIndex(BaseIndex):
         dist, idx, work = self._search_tables(packed_queries, k, exclude, self._budget())
         gave_up = work < 0
         if gave_up.any():
-            dist[gave_up], idx[gave_up] = self._scan_index().kneighbors(packed_queries[gave_up], k, exclude[gave_up])
+            scanned = self._scan_index().kneighbors(packed_queries[gave_up], k, exclude[gave_up])
+            dist[gave_up], idx[gave_up] = scanned
         return dist, idx
 
     def radius(self, packed_queries, max_d, exclude, sort):
@@ -304,7 +307,9 @@ class MihIndex(BaseIndex):
             return index
         auto = np.asarray(arrays.get("mih_auto", False))
         if auto.shape != () or auto.dtype != bool:
-            raise InputError(f"Saved multi-index hashing tables: mih_auto must be a boolean scalar, got {auto!r}.")
+            raise InputError(
+                f"Saved multi-index hashing tables: mih_auto must be a boolean scalar, got {auto!r}."
+            )
         index.auto = bool(auto)
         index._tables = _checked_tables(packed_codes, int(n_bits), arrays)
         index.n_substrings = index._tables.lengths.shape[0]
@@ -334,7 +339,9 @@ def _checked_tables(packed_codes, n_bits, arrays):
         or lengths.max() > MAX_SUBSTRING_BITS
         or int(lengths.sum()) != n_bits
     ):
-        raise InputError(f"Saved multi-index hashing tables: substring lengths {lengths!r} do not fit {n_bits}-bit codes.")
+        raise InputError(
+            f"Saved multi-index hashing tables: substring lengths {lengths!r} do not fit {n_bits}-bit codes."
+        )
     n = packed_codes.shape[0]
     tables = _layout(lengths.astype(np.int64), n_bits, n)
     for name, expected in (("mih_offsets", tables.offsets), ("mih_ids", tables.ids)):

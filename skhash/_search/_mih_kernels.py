@@ -224,7 +224,9 @@ def _next_flips(flips, limit):
 
 
 @numba.njit(cache=True, nogil=True)
-def _knn_one(queries, j, ex, k, n_bits, budget, starts, lengths, masks, obase, offsets, ids, codes, tail, tail0, heap):
+def _knn_one(
+    queries, j, ex, k, n_bits, budget, starts, lengths, masks, obase, offsets, ids, codes, tail, tail0, heap
+):
     """Query ``j``'s ``k`` best keys into ``heap`` (unsorted); return the work done, or -1 past ``budget``."""
     q = queries[j]
     m = starts.shape[0]

@@ -110,7 +110,9 @@ class HammingNeighbors(BaseEstimator):
         "n_jobs": [numbers.Integral, None],
     }
 
-    def __init__(self, n_neighbors=5, radius=None, *, packed=False, algorithm="auto", device="cpu", n_jobs=None):
+    def __init__(
+        self, n_neighbors=5, radius=None, *, packed=False, algorithm="auto", device="cpu", n_jobs=None
+    ):
         self.n_neighbors = n_neighbors
         self.radius = radius
         self.packed = packed
