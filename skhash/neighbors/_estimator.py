@@ -58,7 +58,7 @@ class HammingNeighbors(BaseEstimator):
           ``m * n_samples * (4 + 8 * ceil(n_bits / 64))`` bytes, ``m`` about
           ``n_bits / (log2(n_samples) - 5)``: 48 bytes per 64-bit code up to 20M codes, 36 beyond),
           probed around each query until its k-th distance is certain. Sublinear: the closer the
-          neighbours, the less it reads (100M 64-bit codes: 20-95x the scan for k <= 10, measured
+          neighbours, the less it reads (100M 64-bit codes: 19-95x the scan for k <= 10, measured
           in the user guide). A query the tables serve badly (small databases, large ``k``) is
           scanned after half a scan's worth of work. Radius queries scan.
         - ``"auto"``: on the CPU, ``"mih"`` for ``kneighbors`` where it is faster: at least 100,000
