@@ -2,25 +2,45 @@
 
 An index holds packed codes and answers k-nearest and radius queries exactly, ordered by
 ``(distance, index)``, through one interface (``_base.BaseIndex``): the CPU index (``_cpu``, numba
-kernels in ``_cpu_kernels``) and the CUDA index (``_gpu``: torch, and Triton when it is installed).
+kernels in ``_cpu_kernels``), the CUDA index (``_gpu``: torch, and Triton when it is installed) and
+the multi-index hashing index (``_mih``, kernels in ``_mih_kernels``: sublinear on large databases).
 This is the search-kernel layer, beside :mod:`skhash.metrics` and below the estimators, so that a
 metric that must rank (leave-one-out mAP) searches without importing an estimator.
 """
 
+from .._validation import InputError
 from ._base import BaseIndex
 from ._cpu import CpuIndex
+from ._mih import MihIndex
 
-__all__ = ["BaseIndex", "CpuIndex", "make_index"]
+__all__ = ["ALGORITHMS", "BaseIndex", "CpuIndex", "MihIndex", "make_index"]
+
+ALGORITHMS = ("auto", "brute", "mih")
 
 
-def make_index(packed_codes, n_bits, device):
-    """The index that searches on ``device`` (a resolved ``"cpu"`` or ``"cuda:N"``).
+def make_index(packed_codes, n_bits, device, algorithm="brute"):
+    """The index that searches on ``device`` (a resolved ``"cpu"`` or ``"cuda:N"``) by ``algorithm``.
 
-    The one place an index is chosen: a third kind (multi-index hashing) joins here, picked by a
-    parameter of the estimator.
+    The one place an index is chosen. ``"brute"`` is the linear scan of the device; ``"mih"``
+    multi-index hashing (CPU only); ``"auto"`` on the CPU an index that picks one of the two per query
+    batch (:class:`MihIndex` with ``auto=True``), on a GPU the GPU's scan.
+
+    Raises
+    ------
+    InputError
+        For ``"mih"`` on a GPU, or an unknown algorithm.
     """
+    if algorithm not in ALGORITHMS:
+        raise InputError(f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}.")
     if device == "cpu":
-        return CpuIndex(packed_codes, n_bits)
+        if algorithm == "brute":
+            return CpuIndex(packed_codes, n_bits)
+        return MihIndex(packed_codes, n_bits, auto=algorithm == "auto")
+    if algorithm == "mih":
+        raise InputError(
+            f"algorithm='mih' runs on the CPU only, got device={device!r}: use device='cpu', or "
+            "algorithm='auto' or 'brute' for the GPU's scan."
+        )
     # Imported only for a GPU: importing skhash must not import torch.
     from ._gpu import GpuIndex
 

@@ -30,11 +30,15 @@ class BaseIndex(ABC):
     ----------
     device_name : str
         The device the search runs on: ``"cpu"`` or ``"cuda:N"``.
+    algorithm : str
+        The estimator's ``algorithm`` this index serves: ``"brute"`` (a linear scan), ``"mih"`` or
+        ``"auto"``.
     n_jobs : int or None
         Host threads of the search (the CPU index's); the estimator sets it from its parameter.
     """
 
     device_name = "cpu"
+    algorithm = "brute"
     n_jobs = None
     # Attributes built from ``packed_codes`` on demand (set to None until then); never pickled.
     _built = ()
@@ -98,6 +102,21 @@ class BaseIndex(ABC):
         distances : ndarray, dtype int32
         indices : ndarray, dtype int64
         """
+
+    def state_arrays(self):
+        """Arrays to save beside the packed codes so that :meth:`from_state` need not rebuild them.
+
+        Returns
+        -------
+        arrays : dict of str to ndarray
+            Empty for an index that keeps nothing but the codes.
+        """
+        return {}
+
+    @classmethod
+    def from_state(cls, packed_codes, n_bits, arrays):
+        """The index of ``packed_codes``, given the arrays its :meth:`state_arrays` returned."""
+        return cls(packed_codes, n_bits)
 
     def __getstate__(self):
         state = self.__dict__.copy()

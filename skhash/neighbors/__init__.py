@@ -5,8 +5,9 @@ apply, with two differences that come from what Hamming distances are: distances
 number of differing bits, not scikit-learn's fraction), and results are exact and deterministic, each
 row sorted by ``(distance, database index)``.
 
-The estimator (``_estimator``) holds an index of :mod:`skhash._search`, chosen by its device: the CPU
-index (numba) or the CUDA index (torch, and Triton when it is installed), behind one interface. Bit
+The estimator (``_estimator``) holds an index of :mod:`skhash._search`, chosen by its device and its
+``algorithm``: the CPU scan (numba), the CUDA scan (torch, and Triton when it is installed) or
+multi-index hashing (CPU), behind one interface. Bit
 layout is :mod:`skhash.codes`' business: this package only calls it.
 """
 
