@@ -13,6 +13,7 @@ import contextlib
 import functools
 import math
 import numbers
+import os
 import warnings
 
 # scikit-learn is imported by the functions that use it, not here: ``import skhash`` and the commands
@@ -27,6 +28,7 @@ __all__ = [
     "check_n_jobs",
     "available_cores",
     "threads_for",
+    "memory_limit_bytes",
     "validate_data",
     "check_array",
     "validate_params",
@@ -149,12 +151,29 @@ DEFAULT_MAX_THREADS = 2
 
 def available_cores():
     """Cores this process may run on (its affinity mask, not the machine's count)."""
-    import os
-
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def memory_limit_bytes():
+    """Bytes a fit or an index may hold in memory at once: half of what the system has available now.
+
+    Read from ``/proc/meminfo`` (``MemAvailable``), else from the physical memory; ``None`` where
+    neither can be read (no check is made then).
+    """
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def threads_for(n_jobs, flops):

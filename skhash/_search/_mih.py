@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import InputError
+from .._validation import InputError, memory_limit_bytes
 from ..codes import _words
 from ._base import BaseIndex
 from ._cpu import CpuIndex, _numba_threads
@@ -44,6 +44,11 @@ BUDGET_FRACTION = 0.5
 AUTO_MIN_ROWS = 100_000
 AUTO_MAX_BITS = 128
 AUTO_MAX_K = 1000
+# "auto" scans until the queries it has answered would have paid for building the tables: a build costs
+# about as much as this many scanned queries (both are linear in n: 1M 64-bit codes built in 0.4 s and
+# scanned at ~10k queries/s; 100M in 3-4 min at 5-9 queries/s, under the same load), so a searcher
+# asked few queries never pays for tables, and one asked many spends at most twice the better choice.
+AUTO_BUILD_AFTER_QUERIES = 2000
 # "auto" tries the tables on this many database rows (as leave-one-out queries) and uses them when
 # their mean cost is below this fraction of the scan's.
 AUTO_SAMPLE = 64
@@ -172,7 +177,7 @@ class MihIndex(BaseIndex):
         ``m``; ``None`` chooses it by :func:`substring_lengths`.
     """
 
-    _built = ("_tables", "_scan", "_auto_choice")
+    _built = ("_tables", "_scan", "_auto_choice", "_queries_scanned")
 
     def __init__(self, packed_codes, n_bits, n_jobs=None, *, auto=False, n_substrings=None):
         super().__init__(packed_codes, n_bits)
@@ -221,7 +226,7 @@ class MihIndex(BaseIndex):
     # ------------------------------------------------------------------ searching
 
     def kneighbors(self, packed_queries, k, exclude):
-        if self.auto and not self._tables_pay(k):
+        if self.auto and not self._tables_pay(k, len(packed_queries)):
             return self._scan_index().kneighbors(packed_queries, k, exclude)
         dist, idx, work = self._search_tables(packed_queries, k, exclude, self._budget())
         gave_up = work < 0
@@ -257,10 +262,29 @@ class MihIndex(BaseIndex):
     def _budget(self):
         return max(1000, int(BUDGET_FRACTION * self._scan_work()))
 
-    def _tables_pay(self, k):
-        """``auto``: whether the tables beat the scan for ``k`` neighbours here (decided once per k)."""
+    def table_bytes(self):
+        """Bytes the tables take (the class docstring's formula), before they are built."""
+        lengths = substring_lengths(self.n_bits, self.n, self.n_substrings)
+        words = -(-self.n_bits // 64)
+        return len(lengths) * self.n * (4 + 8 * words) + 4 * sum(2**int(b) + 1 for b in lengths)
+
+    def _tables_pay(self, k, n_queries=0):
+        """``auto``: whether the tables beat the scan for ``k`` neighbours here (decided once per k).
+
+        The scan serves small databases, wide codes and large ``k`` by rule; tables that would take more
+        than :func:`~skhash._validation.memory_limit_bytes` are never built; and they are built only once
+        the queries answered (``n_queries`` now included) would have paid for the build
+        (:data:`AUTO_BUILD_AFTER_QUERIES`).
+        """
         if self.n < AUTO_MIN_ROWS or self.n_bits > AUTO_MAX_BITS or k > AUTO_MAX_K:
             return False
+        if self._tables is None:
+            limit = memory_limit_bytes()
+            if limit is not None and self.table_bytes() > limit:
+                return False
+            self._queries_scanned = (self._queries_scanned or 0) + n_queries
+            if self._queries_scanned < AUTO_BUILD_AFTER_QUERIES:
+                return False
         self.tables()  # first: a (re)build forgets the choices made on the old tables
         if self._auto_choice is None:
             self._auto_choice = {}

@@ -62,9 +62,10 @@ class HammingNeighbors(BaseEstimator):
           in the user guide). A query the tables serve badly (small databases, large ``k``) is
           scanned after half a scan's worth of work. Radius queries scan.
         - ``"auto"``: on the CPU, ``"mih"`` for ``kneighbors`` where it is faster: at least 100,000
-          codes of at most 128 bits, ``n_neighbors <= 1000``, and a trial on 64 database rows
-          costing under 0.7 of a scan (once per ``n_neighbors``); otherwise ``"brute"``. On a GPU,
-          the GPU's scan.
+          codes of at most 128 bits, ``n_neighbors <= 1000``, 2,000 queries answered by the scan
+          first (what a build costs), tables within half the memory available, and a trial on 64
+          database rows costing under 0.7 of a scan (once per ``n_neighbors``); otherwise
+          ``"brute"``. On a GPU, the GPU's scan.
     device : str, default="cpu"
         ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` to search on a GPU (needs torch with CUDA; without it
         :meth:`fit` raises an error), or ``"auto"``: a GPU when there is one, else the CPU. It may be

@@ -134,6 +134,7 @@ def test_substring_rule_and_compact_words():
 @pytest.mark.parametrize("n_bits", [32, 64])
 def test_estimator_algorithms_agree(n_bits, monkeypatch):
     monkeypatch.setattr(mih_module, "AUTO_MIN_ROWS", 1000)  # let "auto" try the tables on small data
+    monkeypatch.setattr(mih_module, "AUTO_BUILD_AFTER_QUERIES", 0)  # at once, not after 2,000 queries
     rng = np.random.default_rng(n_bits)
     db, queries = clustered_codes(rng, 3000, n_bits, n_centres=20, flips=2)
     results = {}
@@ -153,6 +154,7 @@ def test_estimator_algorithms_agree(n_bits, monkeypatch):
 
 def test_auto_tries_the_tables_where_they_pay_and_scans_elsewhere(monkeypatch):
     monkeypatch.setattr(mih_module, "AUTO_MIN_ROWS", 1000)
+    monkeypatch.setattr(mih_module, "AUTO_BUILD_AFTER_QUERIES", 0)
     rng = np.random.default_rng(3)
     clustered = MihIndex(pack_bits(clustered_codes(rng, 60_000, 64, n_centres=300, flips=2)[0]), 64, auto=True)
     uniform = MihIndex(pack_bits(random_codes(rng, 60_000, 64)), 64, auto=True)
@@ -161,6 +163,29 @@ def test_auto_tries_the_tables_where_they_pay_and_scans_elsewhere(monkeypatch):
     small = MihIndex(pack_bits(random_codes(rng, 500, 64)), 64, auto=True)
     small.kneighbors(pack_bits(random_codes(rng, 3, 64)), 2, np.full(3, -1))
     assert small._tables is None  # below AUTO_MIN_ROWS the tables are never built
+
+
+def test_auto_builds_the_tables_only_once_the_queries_pay_for_them_and_they_fit(monkeypatch):
+    monkeypatch.setattr(mih_module, "AUTO_MIN_ROWS", 1000)
+    monkeypatch.setattr(mih_module, "AUTO_BUILD_AFTER_QUERIES", 100)
+    rng = np.random.default_rng(4)
+    db, queries = clustered_codes(rng, 20_000, 64, n_centres=100, flips=2)
+    packed, q = pack_bits(db), pack_bits(queries[:30])
+    brute = CpuIndex(packed, 64).kneighbors(q, 5, np.full(30, -1))
+    index = MihIndex(packed, 64, auto=True)
+    for call in range(4):  # 30, 60, 90 queries scanned; the fourth call (120) passes 100 and builds
+        assert_same(index.kneighbors(q, 5, np.full(30, -1)), brute)
+        assert (index._tables is not None) == (call == 3), call
+    # Tables larger than the memory a search may take are never built, however many queries come.
+    monkeypatch.setattr(mih_module, "memory_limit_bytes", lambda: MihIndex(packed, 64).table_bytes() - 1)
+    tight = MihIndex(packed, 64, auto=True)
+    for _ in range(5):
+        assert_same(tight.kneighbors(q, 5, np.full(30, -1)), brute)
+    assert tight._tables is None
+    # The formula is the size of what a build allocates.
+    built = MihIndex(packed, 64).tables()
+    arrays = (built.offsets, built.ids, built.codes)
+    assert MihIndex(packed, 64).table_bytes() == sum(a.nbytes for a in arrays)
 
 
 def test_make_index_and_device_rules():

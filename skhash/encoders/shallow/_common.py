@@ -17,7 +17,7 @@ from scipy import linalg
 from threadpoolctl import threadpool_limits
 
 from ..._streaming import check_stream_dtype, is_streamed, iter_row_chunks
-from ..._validation import InputError, threads_for, validate_data, validate_params
+from ..._validation import InputError, memory_limit_bytes, threads_for, validate_data, validate_params  # noqa: F401
 from .._base import BaseHashEncoder
 
 # Rows per chunk of a streamed pass (iter_row_chunks also caps a chunk at ~64 MiB of features).
@@ -53,25 +53,6 @@ def validate_fit_X(encoder, X):
     check_stream_dtype(X)
     encoder.n_features_in_ = int(X.shape[1])
     return X
-
-
-def memory_limit_bytes():
-    """Bytes a fit may hold in memory at once: half of what the system has available now.
-
-    Read from ``/proc/meminfo`` (``MemAvailable``), else from the physical memory; ``None`` where
-    neither can be read (no check is made then).
-    """
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (AttributeError, OSError, ValueError):
-        return None
 
 
 def check_fits_in_memory(n_bytes, what, encoder_name=None, advice=None):
