@@ -161,4 +161,4 @@ def check_params(methods, params):
     """Raise if a parameter of ``params`` applies to none of the methods (a typo would be silent)."""
     for param in params or {}:
         if not any(m.estimator is not None and _parameter(m.estimator, param) for m in methods):
-            raise InputError(f"params sets {param!r}, which none of the methods has.")
+            raise InputError(f"{param} (in params) applies to none of the methods.")

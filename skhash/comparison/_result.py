@@ -88,6 +88,23 @@ class ComparisonResult:
             for row in self.table:
                 writer.writerow({k: "" if v is None else v for k, v in row.items()})
 
+    def plot(self, **kwargs):
+        """Draw the comparison's figures (:class:`skhash.plotting.ComparisonDisplay`; needs matplotlib).
+
+        Parameters
+        ----------
+        **kwargs : dict
+            Passed to :meth:`ComparisonDisplay.plot <skhash.plotting.ComparisonDisplay.plot>`
+            (``n_bits``, ``figure``, ``tsne``).
+
+        Returns
+        -------
+        display : skhash.plotting.ComparisonDisplay
+        """
+        from ..plotting import ComparisonDisplay
+
+        return ComparisonDisplay.from_result(self, **kwargs)
+
     def _columns(self):
         present = set().union(*(row.keys() for row in self.table)) if self.table else set()
         return [c for c in COLUMNS if c in present]

@@ -145,7 +145,7 @@ def test_instance_level_protocols(small):
         ({"y_train": None}, "learn from labels: give y_train"),
         ({"protocol": "leave-one-out"}, "leave X_query out"),
         ({"protocol": "revisitop"}, "ground_truth"),
-        ({"params": {"max_epoch": 2}}, "none of the methods has"),
+        ({"params": {"max_epoch": 2}}, "applies to none of the methods"),
         ({"n_bits": []}, "n_bits is empty"),
         ({"X_db": np.zeros((5, 3))}, "differ in width"),
         ({"methods": ["itq", "itq"]}, "more than once"),
