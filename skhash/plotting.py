@@ -749,6 +749,11 @@ class ComparisonDisplay:
             if "p_at_n" in c:
                 ns = np.array([int(n) for n in c["p_at_n"]])
                 ax.plot(ns, list(c["p_at_n"].values()), marker=".", label=name)
+        for r in self.table:  # methods of one width of their own (the float reference): dashed, gray
+            c = self.curves.get((r["method"], r["n_bits"], 0), {}) if r.get("own_width") and r["repeat"] == 0 else {}
+            if "p_at_n" in c:
+                ns = np.array([int(n) for n in c["p_at_n"]])
+                ax.plot(ns, list(c["p_at_n"].values()), linestyle="--", color="gray", label=r["method"])
         ax.set_xscale("log")
         ax.set(xlabel="N (items retrieved)", ylabel="precision@N", ylim=(-0.02, 1.02))
         ax.set_title(f"precision@N, {self.n_bits_} bits")
