@@ -120,6 +120,10 @@ def _spec_of_class(class_name):
 def _registered(name):
     spec = encoder_spec(name)
     estimator = get_encoder(name)()
+    if estimator.get_params().get("encoder", False) is None:
+        # A meta-encoder (PseudoLabelEncoder) with its documented default inner encoder, OrthoHash, made
+        # explicit so that the code length, device and epochs reach it (``encoder__n_bits``).
+        estimator.set_params(encoder=get_encoder("orthohash")())
     return Method(display_name(name), estimator, spec.supervised, _has_own_width(estimator))
 
 

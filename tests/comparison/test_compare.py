@@ -177,3 +177,14 @@ def test_instances_and_pipelines_are_cloned_and_labelled(small):
     idx = HammingNeighbors(n_neighbors=len(Xd)).fit(encoder.transform(Xd)).kneighbors(
         encoder.transform(Xq), return_distance=False)
     assert result.table[0]["map"] == mean_average_precision(yq, yd, idx)
+
+
+def test_pseudolabel_gets_each_code_length(small):
+    """PseudoLabelEncoder's inner OrthoHash (its default) takes n_bits, device and epochs: one row per length."""
+    X_train, y_train, _, _, Xd, yd = small
+    result = skhash.compare("pseudolabel", [8, 16], X_train, None, X_db=Xd, y_db=yd, protocol="leave-one-out",
+                            device="cpu", params=DEEP)
+    assert [(row["n_bits"], row["own_width"]) for row in result.table] == [(8, False), (16, False)]
+    inner = skhash.OrthoHashEncoder(n_bits=16, device="cpu", max_epochs=2)
+    encoder = skhash.PseudoLabelEncoder(encoder=inner, random_state=0).fit(X_train)
+    assert result.table[1]["map"] == leave_one_out_map(encoder.transform(Xd), yd)

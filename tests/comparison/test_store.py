@@ -13,23 +13,11 @@ import pytest
 
 import skhash
 from skhash import InputError
-from skhash.comparison._result import QUALITY_COLUMNS
 
 METHODS = ["lsh", "itq", "pcah", "float"]
 
 
-def quality(result):
-    return [{k: row.get(k) for k in ("method", "n_bits", "repeat", "seed", *QUALITY_COLUMNS)} for row in result.table]
-
-
-@pytest.fixture(scope="module")
-def data(digits_split):
-    X_train, X_test, y_train, y_test = digits_split
-    return dict(X_train=X_train[:300], y_train=y_train[:300], X_query=X_test[:50], y_query=y_test[:50],
-                X_db=X_test[50:250], y_db=y_test[50:250])
-
-
-def test_store_resumes_a_killed_compare(tmp_path, data):
+def test_store_resumes_a_killed_compare(tmp_path, data, quality):
     """A compare killed (SIGKILL) after two runs resumes: the recorded runs are skipped, the rest run, and
     the quality columns are those of an uninterrupted compare."""
     np.savez(tmp_path / "data.npz", **data)
@@ -61,7 +49,7 @@ def test_store_resumes_a_killed_compare(tmp_path, data):
         json.loads((tmp_path / "store" / "runs" / name).read_text())
 
 
-def test_store_refuses_another_comparison_unless_overwrite(tmp_path, data):
+def test_store_refuses_another_comparison_unless_overwrite(tmp_path, data, quality):
     skhash.compare(["lsh"], [8], **data, store=tmp_path)
     with pytest.raises(InputError, match=r"another comparison \(it differs in: n_bits"):
         skhash.compare(["lsh"], [16], **data, store=tmp_path)
