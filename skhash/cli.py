@@ -764,12 +764,13 @@ def cmd_compare(args):
         _check_folder_writable("--out", os.path.join(folder, "results.csv"))
     data = _compare_inputs(args)
     plot = not args.no_plot and _matplotlib_or_say(args)
-    with _compare_progress(args) as progress:
+    if (args.scheduler is not None or args.local_cluster is not None) and args.n_jobs not in (None, 1):
+        raise InputError("--n-jobs runs processes here; with --scheduler/--local-cluster Dask runs them: pass one.")
+    with _dask_client(args) as client, _compare_progress(args) as progress:
         result = compare(
             args.methods, args.n_bits, **data, protocol=args.protocol, k=args.at, n_repeats=args.n_repeats,
-            random_state=args.random_state, n_jobs=args.n_jobs, scheduler=_compare_scheduler(args),
-            device=args.device, params=_compare_params(args), store=folder, overwrite=args.overwrite,
-            progress=progress,
+            random_state=args.random_state, n_jobs=args.n_jobs, scheduler=client, device=args.device,
+            params=_compare_params(args), store=folder, overwrite=args.overwrite, progress=progress,
         )
     check_not_interrupted()
     _write_atomically(os.path.join(folder, "results.csv"), result.to_csv)
@@ -839,14 +840,6 @@ def _compare_ground_truth(args, data):
 
 def _compare_params(args):
     return None if args.max_epochs is None else {"max_epochs": args.max_epochs}
-
-
-def _compare_scheduler(args):
-    if args.scheduler is None and args.local_cluster is None:
-        return None
-    if args.n_jobs not in (None, 1):
-        raise InputError("--n-jobs runs processes here; with --scheduler/--local-cluster Dask runs them: pass one.")
-    return _dask_client(args).__enter__()  # closed with the process: the command ends after the compare
 
 
 def _compare_progress(args):

@@ -653,7 +653,7 @@ class ComparisonDisplay:
         """Draw a ``ComparisonResult``; ``kwargs`` go to :meth:`plot`."""
         return cls(result.table, result.curves, metric_name=result.metric_name).plot(**kwargs)
 
-    def plot(self, *, n_bits=None, figure=None, tsne=True):
+    def plot(self, *, n_bits=None, figure=None, tsne=True, max_methods=10):
         """Draw the panels.
 
         Parameters
@@ -664,6 +664,8 @@ class ComparisonDisplay:
             Figure to draw in; a new one when None.
         tsne : bool, default=True
             Draw the t-SNE map (it takes a few seconds).
+        max_methods : int, default=10
+            Draw the lines of at most this many methods, the best at ``n_bits`` (the tables hold all).
 
         Returns
         -------
@@ -677,15 +679,16 @@ class ComparisonDisplay:
         if self.n_bits_ not in widths:
             raise ValueError(f"n_bits={n_bits} was not compared; choose from {widths}.")
         ranked = self._ranked_methods(codes_rows)
+        shown = ranked[:max_methods]
         # Curves in the table's order, so each method has the same colour in every panel.
-        in_order = [name for name in dict.fromkeys(r["method"] for r in codes_rows) if name in ranked]
+        in_order = [name for name in dict.fromkeys(r["method"] for r in codes_rows) if name in shown]
         first = {name: self.curves.get((name, self.n_bits_, 0), {}) for name in in_order}
         panels = ["map"]
         if any("p_at_n" in c for c in first.values()):
             panels.append("p_at_n")
         if any("precision" in c for c in first.values()):
             panels.append("precision_recall")
-        hist = [name for name in ranked if "intra" in first[name]][:2]
+        hist = [name for name in shown if "intra" in first[name]][:2]
         panels += [f"histogram {i + 1}" for i in range(len(hist))]
         if tsne and ranked and "tsne_codes" in first[ranked[0]]:
             panels.append("tsne")
@@ -694,7 +697,7 @@ class ComparisonDisplay:
         fig = figure
         n_rows = 1 + (len(panels) > 3)
         self.axes_ = {name: fig.add_subplot(n_rows, 3, i + 1) for i, name in enumerate(panels)}
-        self._plot_map(self.axes_["map"])
+        self._plot_map(self.axes_["map"], shown, best=len(shown) < len(ranked))
         if "p_at_n" in self.axes_:
             self._plot_p_at_n(self.axes_["p_at_n"], first)
         if "precision_recall" in self.axes_:
@@ -705,6 +708,7 @@ class ComparisonDisplay:
                     HammingPrecisionRecallDisplay(c["precision"], c["recall"], radii, name=name).plot(
                         ax=ax, label_radii=(2,) if name == ranked[0] else ()
                     )
+            ax.legend(loc="lower left", fontsize="x-small", ncol=2 if len(first) > 5 else 1)
             ax.set_title(f"precision-recall over Hamming radius, {self.n_bits_} bits")
         for i, name in enumerate(hist):
             c = first[name]
@@ -727,22 +731,21 @@ class ComparisonDisplay:
                 scores.setdefault(r["method"], []).append(r["map"])
         return sorted(scores, key=lambda name: -np.mean(scores[name]))
 
-    def _plot_map(self, ax):
+    def _plot_map(self, ax, shown, best):
         means = {}
         for r in self.table:
             if r.get("map") is not None:
                 means.setdefault(r["method"], {}).setdefault(r["n_bits"], []).append(r["map"])
         own = {r["method"] for r in self.table if r.get("own_width")}
-        lines = {name: {b: float(np.mean(v)) for b, v in by.items()} for name, by in means.items() if name not in own}
+        lines = {name: {b: float(np.mean(v)) for b, v in by.items()} for name, by in means.items() if name in shown}
         MAPvsBitsDisplay(lines, metric_name=self.metric_name).plot(ax=ax)
         for name in own & set(means):
             ((_, values),) = means[name].items()
             ax.axhline(np.mean(values), linestyle="--", color="gray", linewidth=1)
             ax.annotate(name, (0.01, np.mean(values)), xycoords=("axes fraction", "data"),
                         fontsize="small", va="bottom")
-        ax.set_title(f"{self.metric_name} against code length")
-        if len(lines) > 8:
-            ax.legend(loc="best", fontsize="x-small", ncol=2)
+        ax.set_title(f"{self.metric_name} against code length" + (f" ({len(shown)} best)" if best else ""))
+        ax.legend(loc="best", fontsize="x-small", ncol=2 if len(lines) > 5 else 1)
 
     def _plot_p_at_n(self, ax, first):
         for name, c in first.items():
@@ -758,7 +761,7 @@ class ComparisonDisplay:
         ax.set(xlabel="N (items retrieved)", ylabel="precision@N", ylim=(-0.02, 1.02))
         ax.set_title(f"precision@N, {self.n_bits_} bits")
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize="x-small", ncol=2 if len(first) > 8 else 1)
+        ax.legend(loc="best", fontsize="x-small", ncol=2 if len(first) > 5 else 1)
 
     def _plot_tsne(self, ax, name, c):
         from sklearn.manifold import TSNE

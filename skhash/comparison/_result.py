@@ -177,7 +177,7 @@ _LOWER_IS_BETTER = ("fit_s", "encode_s", "peak_mem_mib", "gpu_mem_mib")
 
 def _own_width_label(method, width):
     if method == "float":
-        return f"float ({width // 32}-d float32, cosine)"
+        return f"float ({width // 32}-d, cosine)"
     return f"{method} ({width} bits)"
 
 

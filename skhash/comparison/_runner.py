@@ -96,6 +96,14 @@ def compare(
     -------
     result : ComparisonResult
         ``.table`` (one dict per run), ``to_markdown()``, ``to_latex()``, ``to_frame()``, ``plot()``.
+        Timings are wall-clock seconds of ``fit`` and of encoding queries and database; peak memory
+        is the growth of the process's resident memory during them (Linux's ``VmHWM``, reset before
+        each run), and of torch's CUDA allocator on a GPU.
+
+    Notes
+    -----
+    The first run of a deep method in a process also pays torch's one-time imports (seconds), in its
+    ``fit_s``. With ``n_jobs`` or ``scheduler`` the data travel to the workers: give in-memory arrays.
 
     Examples
     --------

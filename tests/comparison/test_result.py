@@ -33,7 +33,7 @@ def test_markdown_layout(result):
         "| A_1 | 0.60 ± 0.10 | **0.80 ± 0.00** |  |\n"
         "| B | **0.65 ± 0.00** | 0.73 ± 0.02 |  |\n"
         "| Sign (64 bits) |  |  | 0.55 ± 0.00 |\n"
-        "| float (64-d float32, cosine) |  |  | 0.99 |\n"
+        "| float (64-d, cosine) |  |  | 0.99 |\n"
     )
 
 
@@ -46,7 +46,7 @@ def test_latex_layout(result):
         "A\\_1 & $0.60 \\pm 0.10$ & $\\mathbf{0.80 \\pm 0.00}$ &  \\\\\n"
         "B & $\\mathbf{0.65 \\pm 0.00}$ & $0.73 \\pm 0.02$ &  \\\\\n"
         "Sign (64 bits) &  &  & $0.55 \\pm 0.00$ \\\\\n"
-        "float (64-d float32, cosine) &  &  & 0.99 \\\\\n"
+        "float (64-d, cosine) &  &  & 0.99 \\\\\n"
         "\\bottomrule\n"
         "\\end{tabular}\n"
     )
