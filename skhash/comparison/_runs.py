@@ -13,6 +13,7 @@ torch's allocator (``torch.cuda.max_memory_allocated``) is a column of its own.
 """
 
 import sys
+import threading
 import time
 from collections import namedtuple
 
@@ -30,8 +31,19 @@ RunData.__doc__ = "The comparison's data; ``X_query`` is None for leave-one-out.
 FLOAT_BITS_PER_FEATURE = 32
 
 
+# One run at a time in a process, even when a Dask worker runs several tasks in threads: numba's default
+# threading layer aborts the process when two threads launch its parallel search kernels at once, and peak
+# memory is the process's. Parallel runs come from processes (joblib's, or Dask workers').
+_ONE_RUN_AT_A_TIME = threading.Lock()
+
+
 def run_one(method, n_bits, seed, repeat, device, params, protocol, data):
     """Fit, encode, search and score one run; returns its record ``{"row": {...}, "curves": {...}}``."""
+    with _ONE_RUN_AT_A_TIME:
+        return _run_one(method, n_bits, seed, repeat, device, params, protocol, data)
+
+
+def _run_one(method, n_bits, seed, repeat, device, params, protocol, data):
     memory = _PeakMemory(device)
     if method.estimator is None:  # the float reference: nothing to fit, the features are the "codes"
         start = time.perf_counter()

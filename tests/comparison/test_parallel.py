@@ -20,6 +20,8 @@ def test_joblib_processes_equal_serial(data, serial, quality):
 
 
 def test_dask_equals_serial(data, serial, quality):
+    """On a worker of two threads too: runs in one process take turns (numba's default threading layer
+    aborts the process when two threads search at once)."""
     distributed = pytest.importorskip("distributed")
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
         on_dask = skhash.compare(METHODS, [8, 16], **data, device="cpu", params=PARAMS, scheduler=client)
