@@ -34,6 +34,7 @@ _LAZY = {
     "make_descriptors": "skhash.datasets",
     "load_revisitop": "skhash.datasets",
     "read_gldv2_solution": "skhash.datasets",
+    "compare": "skhash.comparison",
 }
 
 __all__ = [spec.class_name for spec in _registry.ENCODERS] + [
@@ -45,6 +46,7 @@ __all__ = [spec.class_name for spec in _registry.ENCODERS] + [
     "make_descriptors",
     "load_revisitop",
     "read_gldv2_solution",
+    "compare",
     "InputError",
     "TrainingDivergedError",
     "__version__",

@@ -737,6 +737,251 @@ def cmd_evaluate(args):
 
 
 # --------------------------------------------------------------------------------------------------
+# skhash compare
+# --------------------------------------------------------------------------------------------------
+
+# What the command writes into its --out folder, besides the run store (manifest.json, runs/).
+COMPARE_OUTPUTS = ("results.csv", "results.md", "results.png")
+COMPARE_GROUPS = ("all", "supervised", "unsupervised", "float")
+
+
+def cmd_compare(args):
+    from .comparison import compare
+
+    from .io import check_output_folder
+
+    folder = args.out
+    check_output_folder(folder, name="--out")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InputError(f"--out {folder!r} is a file; name a folder (made if missing).")
+    existing = [name for name in COMPARE_OUTPUTS if os.path.exists(os.path.join(folder, name))]
+    if existing and not args.overwrite:
+        raise InputError(
+            f"--out {folder} holds the results of a finished compare ({', '.join(existing)}); pass --overwrite "
+            "to run it again from the start, or choose another folder."
+        )
+    if os.path.isdir(folder):
+        _check_folder_writable("--out", os.path.join(folder, "results.csv"))
+    data = _compare_inputs(args)
+    plot = not args.no_plot and _matplotlib_or_say(args)
+    if (args.scheduler is not None or args.local_cluster is not None) and args.n_jobs not in (None, 1):
+        raise InputError("--n-jobs runs processes here; with --scheduler/--local-cluster Dask runs them: pass one.")
+    with _dask_client(args) as client, _compare_progress(args) as progress:
+        result = compare(
+            args.methods, args.n_bits, **data, protocol=args.protocol, k=args.at, n_repeats=args.n_repeats,
+            random_state=args.random_state, n_jobs=args.n_jobs, scheduler=client, device=args.device,
+            params=_compare_params(args), store=folder, overwrite=args.overwrite, progress=progress,
+        )
+    check_not_interrupted()
+    _write_atomically(os.path.join(folder, "results.csv"), result.to_csv)
+    _write_atomically(os.path.join(folder, "results.md"), lambda tmp: _write_text(tmp, _compare_report(result)))
+    if plot:
+        _write_atomically(os.path.join(folder, "results.png"), lambda tmp: _save_plot(result, tmp))
+    _say(args, f"wrote {len(result.table)} runs to {folder}: " + ", ".join(COMPARE_OUTPUTS[: 2 + plot]))
+    if not args.quiet:
+        print(result.to_markdown())
+    return 0
+
+
+def _compare_inputs(args):
+    """The feature sets (in memory: every run searches them), labels and ground truth the flags name."""
+    import numpy as np
+
+    from .io import open_features, read_labels
+
+    def features(spec, flag):
+        return None if spec is None else np.asarray(open_features(spec, name=flag)[...])
+
+    def labels(spec, flag):
+        return None if spec is None else read_labels(spec, name=flag)
+
+    data = dict(
+        X_train=features(args.X_train, "--train"), y_train=labels(args.y_train, "--train-labels"),
+        X_query=features(args.X_query, "--queries"), y_query=labels(args.y_query, "--query-labels"),
+        X_db=features(args.X_db, "--db"), y_db=labels(args.y_db, "--db-labels"),
+    )
+    if args.standardize:
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler().fit(data["X_train"])
+        for name in ("X_train", "X_query", "X_db"):
+            if data[name] is not None:
+                data[name] = scaler.transform(data[name])
+    data["ground_truth"] = _compare_ground_truth(args, data)
+    return data
+
+
+def _compare_ground_truth(args, data):
+    if args.revisitop is not None and args.protocol != "revisitop":
+        raise InputError("--revisitop is the ground truth of --protocol revisitop; pass that too.")
+    if args.gldv2 is not None and args.protocol != "gldv2":
+        raise InputError("--gldv2 is the ground truth of --protocol gldv2; pass that too.")
+    if args.protocol == "revisitop" and args.revisitop is not None:
+        from .datasets import load_revisitop
+
+        gnd = load_revisitop(args.revisitop)
+        if data["X_db"] is not None and gnd.n_db != len(data["X_db"]):
+            raise InputError(f"--revisitop {args.revisitop} describes {gnd.n_db} database rows, --db has {len(data['X_db'])}.")
+        return gnd.gnd
+    if args.protocol == "gldv2" and args.gldv2 is not None:
+        from .datasets import read_gldv2_solution
+        from .io import read_ids
+
+        if args.index_ids is None or args.query_ids is None:
+            raise InputError("--gldv2 needs --index-ids and --query-ids: the image ids of the --db and --queries rows.")
+        try:
+            return read_gldv2_solution(
+                args.gldv2, read_ids(args.index_ids, name="--index-ids"), read_ids(args.query_ids, name="--query-ids")
+            )
+        except csv.Error as exc:
+            raise InputError(f"--gldv2 {args.gldv2}: not a readable solution CSV ({exc}).") from exc
+    return None
+
+
+def _compare_params(args):
+    return None if args.max_epochs is None else {"max_epochs": args.max_epochs}
+
+
+def _compare_progress(args):
+    """A context giving ``progress(n_done, n_runs, row)``: a tqdm bar, or one line per run without tqdm."""
+    import contextlib
+
+    if args.quiet:
+        return contextlib.nullcontext(None)
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        def say(done, total, row):
+            what = "found in --out" if row is None else _run_words(row)
+            print(f"[{done}/{total}] {what}", file=sys.stderr, flush=True)
+
+        return contextlib.nullcontext(say)
+    return _TqdmProgress(tqdm)
+
+
+class _TqdmProgress:
+    def __init__(self, tqdm):
+        self.tqdm, self.bar = tqdm, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+    def __call__(self, done, total, row):
+        if self.bar is None:
+            self.bar = self.tqdm(total=total, desc="compare", unit="run")
+        self.bar.update(done - self.bar.n)
+        if row is not None:
+            self.bar.set_postfix_str(_run_words(row), refresh=True)
+
+
+def _run_words(row):
+    return f"{row['method']} {row['n_bits']} bits: mAP {row['map']:.4f}, fit {row['fit_s']:.1f} s"
+
+
+def _matplotlib_or_say(args):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        _say(args, 'matplotlib is not installed, so no results.png (pip install "scikit-hash[plot]").')
+        return False
+    return True
+
+
+def _write_text(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _compare_report(result):
+    """results.md: the papers' table of each quality column, and the costs."""
+    parts = [f"# skhash compare: {result.metric_name}\n", result.to_markdown("map")]
+    for column, title in (
+        ("map_easy", "revisitop mAP (easy)"), ("map_hard", "revisitop mAP (hard)"),
+        ("p_at_h2", "P@H≤2"), ("separability", "Hamming separability (bits)"),
+        ("fit_s", "fit seconds"), ("encode_s", "encode seconds"), ("peak_mem_mib", "peak memory (MiB)"),
+    ):
+        if result.summary(column):
+            parts += [f"\n## {title}\n", result.to_markdown(column, digits=2 if column.endswith(("_s", "mib")) else 4)]
+    return "\n".join(parts)
+
+
+def _save_plot(result, path):
+    display = result.plot()
+    display.figure_.savefig(path, format="png", dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(display.figure_)
+
+
+def _add_compare(sub):
+    p = sub.add_parser(
+        "compare",
+        help="fit many methods at many code lengths and tabulate their retrieval quality",
+        description="Fit every method at every code length on --train, search --queries in --db (or --db "
+        "against itself) by Hamming distance and score the rankings under --protocol: the field's table "
+        "of methods x bits, with P@H<=2, separability, fit and encode seconds and peak memory. Writes "
+        "results.csv, results.md and results.png into --out; every finished run is recorded there as "
+        "well, so a compare that was interrupted resumes when run again with the same arguments.",
+    )
+    choices = encoder_names() + list(COMPARE_GROUPS)
+    p.add_argument(
+        "--methods", nargs="+", choices=choices, default=["all"], metavar="METHOD",
+        help="methods, from: " + ", ".join(encoder_names()) + "; or all, supervised, unsupervised, and float "
+        "(exact cosine k-NN on the features) (default: all)",
+    )
+    p.add_argument(
+        "--bits", dest="n_bits", type=_positive_int, nargs="+", default=[16, 32, 64], metavar="BITS",
+        help="code lengths (default: 16 32 64)",
+    )
+    p.add_argument("--train", dest="X_train", required=True, metavar="SPEC", help=f"training features, {SPEC_HELP}")
+    p.add_argument("--train-labels", dest="y_train", metavar="SPEC", help="their labels (supervised methods)")
+    p.add_argument("--queries", dest="X_query", metavar="SPEC", help="query features (not with leave-one-out)")
+    p.add_argument("--query-labels", dest="y_query", metavar="SPEC", help="query labels (--protocol map)")
+    p.add_argument("--db", dest="X_db", required=True, metavar="SPEC", help="database features, searched")
+    p.add_argument("--db-labels", dest="y_db", metavar="SPEC", help="database labels (map, leave-one-out)")
+    p.add_argument(
+        "--protocol", choices=["map", "leave-one-out", "revisitop", "gldv2"], default="map",
+        help="map: queries against --db, mAP@k by labels; leave-one-out: --db against itself; revisitop "
+        "(with --revisitop) or gldv2 (with --gldv2, --index-ids, --query-ids) (default: map)",
+    )
+    p.add_argument("--revisitop", metavar="GND.pkl", help="revisitop ground truth, for --protocol revisitop")
+    p.add_argument("--gldv2", metavar="SOLUTION.csv", help="GLDv2 retrieval solution, for --protocol gldv2")
+    p.add_argument("--index-ids", metavar="SPEC", help="with --gldv2: the --db rows' image ids")
+    p.add_argument("--query-ids", metavar="SPEC", help="with --gldv2: the --queries rows' image ids")
+    p.add_argument(
+        "-k", "--at", type=_positive_int, default=None,
+        help="cut-off of mAP@k (default: the whole database; 100 with gldv2)",
+    )
+    p.add_argument("--repeats", dest="n_repeats", type=_positive_int, default=1, help="runs per cell, seeds "
+                   "random-state, random-state + 1, ... (default: 1)")
+    p.add_argument("--random-state", type=int, default=0, help="seed of the first repeat (default: 0)")
+    p.add_argument(
+        "--epochs", dest="max_epochs", type=_positive_int, default=None,
+        help="max_epochs of the deep methods (default: each method's own)",
+    )
+    p.add_argument(
+        "--standardize", action="store_true",
+        help="scale every feature to zero mean and unit variance, fitted on --train, before everything",
+    )
+    p.add_argument("--device", default=DEFAULT_DEVICE, help="where deep methods train: cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--n-jobs", type=int, default=None, help="runs at once, in joblib processes (default: 1)")
+    _add_dask_options(p)
+    p.add_argument(
+        "--out", required=True, metavar="FOLDER",
+        help="folder for results.csv, results.md, results.png and the record of runs (made if missing)",
+    )
+    p.add_argument("--no-plot", action="store_true", help="write no results.png (it draws a t-SNE map: seconds)")
+    p.set_defaults(func=cmd_compare, cli_words={
+        "ground_truth": "--revisitop or --gldv2", "k": "--at", "store": "--out",
+    })
+    return p
+
+
+# --------------------------------------------------------------------------------------------------
 # the parser
 # --------------------------------------------------------------------------------------------------
 
@@ -931,7 +1176,7 @@ def build_parser(*, method_flags=True):
         "--version", action="version", version=f"skhash {__version__} (distribution scikit-hash)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_fit, _add_encode, _add_search, _add_evaluate):
+    for add in (_add_demo, _add_fit, _add_encode, _add_search, _add_evaluate, _add_compare):
         p = add(sub, method_flags=method_flags) if add is _add_fit else add(sub)
         if add is not _add_demo:
             p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
@@ -939,7 +1184,7 @@ def build_parser(*, method_flags=True):
             p.add_argument(
                 "--overwrite", action="store_true", help="replace an existing output (never an input)"
             )
-        p.set_defaults(cli_flags=_flags_of(p))
+        p.set_defaults(cli_flags={**_flags_of(p), **(p.get_default("cli_words") or {})})
     return parser
 
 

@@ -8,7 +8,8 @@ and draw, and ``plot(ax=None)`` that draws and returns the display with ``ax_`` 
   their separability (:func:`skhash.metrics.hamming_separability`; Figure 3 of the OrthoHash paper);
 - :class:`HammingPrecisionRecallDisplay`: precision and recall of Hamming-ball retrieval at every
   radius (:func:`skhash.metrics.precision_recall_curve`);
-- :class:`MAPvsBitsDisplay`: mAP against code length, one line per method.
+- :class:`MAPvsBitsDisplay`: mAP against code length, one line per method;
+- :class:`ComparisonDisplay`: the figures of a comparison (:func:`skhash.compare`) in one picture.
 
 matplotlib is an optional dependency: ``pip install "scikit-hash[plot]"``. Importing this module does not
 import matplotlib; drawing does.
@@ -21,7 +22,7 @@ import numpy as np
 
 from .metrics import hamming_separability, make_map_scorer, precision_recall_curve
 
-__all__ = ["HammingDistanceDisplay", "HammingPrecisionRecallDisplay", "MAPvsBitsDisplay"]
+__all__ = ["HammingDistanceDisplay", "HammingPrecisionRecallDisplay", "MAPvsBitsDisplay", "ComparisonDisplay"]
 
 
 def _pyplot():
@@ -599,3 +600,180 @@ class MAPvsBitsDisplay:
             fitted = clone(estimator).set_params(**{param: bits}).fit(X_train, y_train)
             scores[int(bits)] = float(scoring(fitted, X_test, y_test))
         return cls({name: scores}).plot(ax=ax, **kwargs)
+
+
+class ComparisonDisplay:
+    """The figures of a comparison (:func:`skhash.compare`) in one picture.
+
+    Top row: mAP against code length (one line per method; methods of one width of their own, such
+    as the float reference, as horizontal dashed lines), precision@N, and precision-recall over the
+    Hamming radius (the ICPR 2020 figures) at one code length. Bottom row: the intra- and inter-class
+    Hamming distance histograms of the two best methods at that length (OrthoHash, Figure 3), and a
+    t-SNE map of the best method's codes of up to 10 classes (OrthoHash supplementary, Figure 2).
+    Curves are those of each method's first repeat; panels whose numbers the protocol does not give
+    (revisitop, GLDv2 have no labels between database items) are left out.
+
+    Parameters
+    ----------
+    table : list of dict
+        The comparison's rows (``ComparisonResult.table``).
+    curves : dict
+        ``{(method, n_bits, repeat): curves}`` (``ComparisonResult.curves``).
+    metric_name : str, default="mAP"
+        What the ``map`` column is.
+
+    Attributes
+    ----------
+    axes_ : dict of {str: matplotlib.axes.Axes}
+        The panels drawn: ``"map"``, ``"p_at_n"``, ``"precision_recall"``, ``"histogram 1"``,
+        ``"histogram 2"``, ``"tsne"``.
+    figure_ : matplotlib.figure.Figure
+    n_bits_ : int
+        The code length of the curves, histograms and t-SNE map.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skhash.plotting import ComparisonDisplay
+    >>> table = [{"method": "A", "n_bits": 8, "repeat": 0, "map": 0.5, "own_width": False},
+    ...          {"method": "A", "n_bits": 16, "repeat": 0, "map": 0.6, "own_width": False}]
+    >>> display = ComparisonDisplay(table, {}).plot(tsne=False)
+    >>> sorted(display.axes_), display.n_bits_
+    (['map'], 16)
+    """
+
+    def __init__(self, table, curves, *, metric_name="mAP"):
+        self.table = table
+        self.curves = curves
+        self.metric_name = metric_name
+
+    @classmethod
+    def from_result(cls, result, **kwargs):
+        """Draw a ``ComparisonResult``; ``kwargs`` go to :meth:`plot`."""
+        return cls(result.table, result.curves, metric_name=result.metric_name).plot(**kwargs)
+
+    def plot(self, *, n_bits=None, figure=None, tsne=True, max_methods=10):
+        """Draw the panels.
+
+        Parameters
+        ----------
+        n_bits : int, default=None
+            Code length of the curves, histograms and t-SNE map; the longest compared when None.
+        figure : matplotlib.figure.Figure, default=None
+            Figure to draw in; a new one when None.
+        tsne : bool, default=True
+            Draw the t-SNE map (it takes a few seconds).
+        max_methods : int, default=10
+            Draw the lines of at most this many methods, the best at ``n_bits`` (the tables hold all).
+
+        Returns
+        -------
+        display : ComparisonDisplay
+        """
+        codes_rows = [r for r in self.table if not r.get("own_width") and r.get("map") is not None]
+        if not codes_rows:
+            raise ValueError("table has no rows of codes with a 'map' to draw.")
+        widths = sorted({r["n_bits"] for r in codes_rows})
+        self.n_bits_ = widths[-1] if n_bits is None else n_bits
+        if self.n_bits_ not in widths:
+            raise ValueError(f"n_bits={n_bits} was not compared; choose from {widths}.")
+        ranked = self._ranked_methods(codes_rows)
+        shown = ranked[:max_methods]
+        # Curves in the table's order, so each method has the same colour in every panel.
+        in_order = [name for name in dict.fromkeys(r["method"] for r in codes_rows) if name in shown]
+        first = {name: self.curves.get((name, self.n_bits_, 0), {}) for name in in_order}
+        panels = ["map"]
+        if any("p_at_n" in c for c in first.values()):
+            panels.append("p_at_n")
+        if any("precision" in c for c in first.values()):
+            panels.append("precision_recall")
+        hist = [name for name in shown if "intra" in first[name]][:2]
+        panels += [f"histogram {i + 1}" for i in range(len(hist))]
+        if tsne and ranked and "tsne_codes" in first[ranked[0]]:
+            panels.append("tsne")
+        if figure is None:
+            figure = _pyplot().figure(figsize=(15, 4.5 * (1 + (len(panels) > 3))), layout="constrained")
+        fig = figure
+        n_rows = 1 + (len(panels) > 3)
+        self.axes_ = {name: fig.add_subplot(n_rows, 3, i + 1) for i, name in enumerate(panels)}
+        self._plot_map(self.axes_["map"], shown, best=len(shown) < len(ranked))
+        if "p_at_n" in self.axes_:
+            self._plot_p_at_n(self.axes_["p_at_n"], first)
+        if "precision_recall" in self.axes_:
+            ax = self.axes_["precision_recall"]
+            for name, c in first.items():
+                if "precision" in c:
+                    radii = np.arange(len(c["precision"]))
+                    HammingPrecisionRecallDisplay(c["precision"], c["recall"], radii, name=name).plot(
+                        ax=ax, label_radii=(2,) if name == ranked[0] else ()
+                    )
+            ax.legend(loc="lower left", fontsize="x-small", ncol=2 if len(first) > 5 else 1)
+            ax.set_title(f"precision-recall over Hamming radius, {self.n_bits_} bits")
+        for i, name in enumerate(hist):
+            c = first[name]
+            intra, inter = np.asarray(c["intra"]), np.asarray(c["inter"])
+            d = np.arange(len(intra))
+            separability = d @ inter / inter.sum() - d @ intra / intra.sum()
+            HammingDistanceDisplay(separability, intra, inter, name=f"{name}, {self.n_bits_} bits").plot(
+                ax=self.axes_[f"histogram {i + 1}"]
+            )
+        if "tsne" in self.axes_:
+            self._plot_tsne(self.axes_["tsne"], ranked[0], first[ranked[0]])
+        self.figure_ = fig
+        return self
+
+    def _ranked_methods(self, codes_rows):
+        """Methods with rows at ``n_bits_``, best mean ``map`` first."""
+        scores = {}
+        for r in codes_rows:
+            if r["n_bits"] == self.n_bits_:
+                scores.setdefault(r["method"], []).append(r["map"])
+        return sorted(scores, key=lambda name: -np.mean(scores[name]))
+
+    def _plot_map(self, ax, shown, best):
+        means = {}
+        for r in self.table:
+            if r.get("map") is not None:
+                means.setdefault(r["method"], {}).setdefault(r["n_bits"], []).append(r["map"])
+        own = {r["method"] for r in self.table if r.get("own_width")}
+        lines = {name: {b: float(np.mean(v)) for b, v in by.items()} for name, by in means.items() if name in shown}
+        MAPvsBitsDisplay(lines, metric_name=self.metric_name).plot(ax=ax)
+        for name in own & set(means):
+            ((_, values),) = means[name].items()
+            ax.axhline(np.mean(values), linestyle="--", color="gray", linewidth=1)
+            ax.annotate(name, (0.01, np.mean(values)), xycoords=("axes fraction", "data"),
+                        fontsize="small", va="bottom")
+        ax.set_title(f"{self.metric_name} against code length" + (f" ({len(shown)} best)" if best else ""))
+        ax.legend(loc="best", fontsize="x-small", ncol=2 if len(lines) > 5 else 1)
+
+    def _plot_p_at_n(self, ax, first):
+        for name, c in first.items():
+            if "p_at_n" in c:
+                ns = np.array([int(n) for n in c["p_at_n"]])
+                ax.plot(ns, list(c["p_at_n"].values()), marker=".", label=name)
+        for r in self.table:  # methods of one width of their own (the float reference): dashed, gray
+            c = self.curves.get((r["method"], r["n_bits"], 0), {}) if r.get("own_width") and r["repeat"] == 0 else {}
+            if "p_at_n" in c:
+                ns = np.array([int(n) for n in c["p_at_n"]])
+                ax.plot(ns, list(c["p_at_n"].values()), linestyle="--", color="gray", label=r["method"])
+        ax.set_xscale("log")
+        ax.set(xlabel="N (items retrieved)", ylabel="precision@N", ylim=(-0.02, 1.02))
+        ax.set_title(f"precision@N, {self.n_bits_} bits")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize="x-small", ncol=2 if len(first) > 5 else 1)
+
+    def _plot_tsne(self, ax, name, c):
+        from sklearn.manifold import TSNE
+
+        packed = np.array([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in c["tsne_codes"]])
+        bits = np.unpackbits(packed, axis=1)[:, : self.n_bits_].astype(bool)
+        labels = np.asarray(c["tsne_labels"])
+        perplexity = min(30.0, max(2.0, (len(bits) - 1) / 3))
+        xy = TSNE(metric="hamming", init="random", perplexity=perplexity, max_iter=500, random_state=0).fit_transform(bits)
+        for label in np.unique(labels):
+            ax.scatter(*xy[labels == label].T, s=6, label=str(label))
+        ax.set_title(f"t-SNE of {name}'s codes, {self.n_bits_} bits")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(loc="best", fontsize="x-small", markerscale=2, ncol=2)
