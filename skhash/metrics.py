@@ -37,6 +37,7 @@ import numba
 import numpy as np
 
 from ._labels import check_labels
+from ._parallel import numba_threads
 from ._popcount import popcount64
 from ._validation import InputError, check_positive_int
 from .codes import check_codes, pack_bits, pack_words, to_bits
@@ -927,7 +928,8 @@ def leave_one_out_map(codes, y, k=None):
     # (n, k) ranking in memory. The APs are those of mean_average_precision on that ranking, exactly.
     words = pack_words(packed, n_bits)
     label_words, _, multi = _label_words(labels, labels[:1], query_name="y", db_name="y")
-    aps = _leave_one_out_ap_kernel(words, label_words, multi, k, n_bits)
+    with numba_threads(None):  # one caller at a time in numba's parallel kernels
+        aps = _leave_one_out_ap_kernel(words, label_words, multi, k, n_bits)
     return float(aps.mean())
 
 

@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "skhash"
 
 # Lowest first. A module belongs to the layer of the longest prefix that names it.
 LAYERS = [
-    ["skhash._validation", "skhash._streaming", "skhash._popcount", "skhash._labels"],
+    ["skhash._validation", "skhash._streaming", "skhash._popcount", "skhash._parallel", "skhash._labels"],
     ["skhash.codes"],
     ["skhash.targets", "skhash.io", "skhash._search", "skhash.metrics"],
     ["skhash.datasets"],

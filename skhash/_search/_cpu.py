@@ -1,11 +1,10 @@
 """The CPU index: the database word-major in memory, searched by the numba kernels of ``_cpu_kernels``."""
 
 import math
-from contextlib import contextmanager
 
-import numba
 import numpy as np
 
+from .._parallel import numba_threads as _numba_threads
 from ..codes import _words
 from ._base import BaseIndex
 from ._cpu_kernels import GROUP, knn_search, padded_rows, radius_count, radius_fill
@@ -14,24 +13,6 @@ from ._cpu_kernels import GROUP, knn_search, padded_rows, radius_count, radius_f
 # candidate buffers within this many bytes so they stay in L2 next to the database tile.
 _BLOCK_SCRATCH_BYTES = 1 << 19
 _MAX_BLOCK = 64
-
-
-@contextmanager
-def _numba_threads(n_jobs):
-    """Run numba's parallel loops on ``n_jobs`` threads, then restore the caller's setting."""
-    old = numba.get_num_threads()
-    limit = numba.config.NUMBA_NUM_THREADS
-    if n_jobs is None:
-        n = old
-    elif n_jobs < 0:
-        n = limit + 1 + n_jobs
-    else:
-        n = n_jobs
-    numba.set_num_threads(min(max(1, n), limit))
-    try:
-        yield numba.get_num_threads()
-    finally:
-        numba.set_num_threads(old)
 
 
 def _word_major(packed, n_rows):
