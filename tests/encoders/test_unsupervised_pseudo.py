@@ -39,6 +39,23 @@ def test_fit_is_kmeans_then_the_inner_encoder_on_the_cluster_ids():
     np.testing.assert_array_equal(enc.decision_function(X), ref.decision_function(X))
 
 
+def test_n_bits_sets_the_inner_code_length_and_none_keeps_it():
+    X = _blobs()
+    enc = PseudoLabelEncoder(_inner(bits=16), n_clusters=5, n_bits=24, random_state=0).fit(X)
+    assert enc.transform(X).shape == (200, 24) and enc.encoder_.n_bits == 24
+    assert PseudoLabelEncoder(_inner(bits=16), n_clusters=5, random_state=0).fit(X).transform(X).shape == (200, 16)
+    assert _inner(bits=16).n_bits == 16  # the given encoder is cloned, not changed
+
+    class NoBits(OrthoHashEncoder):
+        """A supervised encoder whose code length is not a parameter."""
+
+        def __init__(self, device="cpu", max_epochs=2):
+            super().__init__(8, device=device, max_epochs=max_epochs)
+
+    with pytest.raises(InputError, match="no n_bits parameter"):
+        PseudoLabelEncoder(NoBits(), n_clusters=3, n_bits=8).fit(X)
+
+
 def test_streamed_hdf5_uses_minibatch_kmeans_and_learns(tmp_path):
     X = _blobs(n=400).astype(np.float32)
     with h5py.File(tmp_path / "x.h5", "w") as f:

@@ -69,6 +69,9 @@ class PseudoLabelEncoder(BaseHashEncoder):
         a warning says so). Data with fewer distinct rows than clusters get fewer clusters (k-means
         warns); when all rows are alike, the rows are split in two arbitrary halves so that the encoder
         still trains, and a :class:`DegenerateClustersWarning` says that the codes carry no information.
+    n_bits : int or None, default=None
+        Code length: set on the inner encoder (``skhash fit --method pseudolabel --bits 32`` and
+        :func:`skhash.compare` set it so); ``None`` keeps the inner encoder's own ``n_bits``.
     n_init : int, default=3
         k-means restarts (full k-means only).
     random_state : int, RandomState instance or None, default=None
@@ -101,14 +104,16 @@ class PseudoLabelEncoder(BaseHashEncoder):
     _parameter_constraints = {
         "encoder": [HasMethods(["fit", "transform"]), None],
         "n_clusters": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "n_bits": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
     _fitted_attr = "encoder_"
 
-    def __init__(self, encoder=None, n_clusters="auto", *, n_init=3, random_state=None):
+    def __init__(self, encoder=None, n_clusters="auto", *, n_bits=None, n_init=3, random_state=None):
         self.encoder = encoder
         self.n_clusters = n_clusters
+        self.n_bits = n_bits
         self.n_init = n_init
         self.random_state = random_state
 
@@ -143,6 +148,13 @@ class PseudoLabelEncoder(BaseHashEncoder):
             self.n_features_in_ = int(X.shape[1])
         else:
             X = validate_data(self, X, dtype=[np.float32, np.float64], ensure_min_samples=2)
+        if self.n_bits is not None:
+            if "n_bits" not in encoder.get_params():
+                raise InputError(
+                    f"n_bits={self.n_bits} cannot be set: the inner {type(encoder).__name__} has no n_bits "
+                    "parameter. Leave n_bits=None and set the code length on the inner encoder."
+                )
+            encoder.set_params(n_bits=self.n_bits)
         rng = check_random_state(self.random_state)
         n_bits = int(getattr(encoder, "n_bits", 64))
         n_clusters = auto_n_clusters(X.shape[0], n_bits) if self.n_clusters == "auto" else self.n_clusters
