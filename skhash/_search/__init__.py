@@ -7,10 +7,25 @@ This is the search-kernel layer, beside :mod:`skhash.metrics` and below the esti
 metric that must rank (leave-one-out mAP) searches without importing an estimator.
 """
 
+from .._validation import InputError
 from ._base import BaseIndex
 from ._cpu import CpuIndex
+from ._disk import DiskIndex
 
-__all__ = ["BaseIndex", "CpuIndex", "make_index"]
+__all__ = ["BaseIndex", "CpuIndex", "DiskIndex", "make_index", "INDEX_KINDS", "index_class"]
+
+# The one table from the kind a saved searcher records (``BaseIndex.kind``) to the class that loads it.
+INDEX_KINDS = {"scan": CpuIndex}
+
+
+def index_class(kind):
+    """The index class a saved ``kind`` names; an InputError for a name this version does not know."""
+    try:
+        return INDEX_KINDS[kind]
+    except (KeyError, TypeError):
+        raise InputError(
+            f"unknown index kind {kind!r}; this version of skhash loads {sorted(INDEX_KINDS)}."
+        ) from None
 
 
 def make_index(packed_codes, n_bits, device):

@@ -36,6 +36,10 @@ class BaseIndex(ABC):
 
     device_name = "cpu"
     n_jobs = None
+    # The name a saved searcher records for this kind of index (``skhash._search.INDEX_KINDS`` maps it
+    # back to a class on loading). Every exact scan saves as "scan": the GPU or out-of-core scan of
+    # the same codes is the CPU scan moved, so a file never depends on the machine that wrote it.
+    kind = "scan"
     # Attributes built from ``packed_codes`` on demand (set to None until then); never pickled.
     _built = ()
 
@@ -98,6 +102,26 @@ class BaseIndex(ABC):
         distances : ndarray, dtype int32
         indices : ndarray, dtype int64
         """
+
+    def state_arrays(self):
+        """Arrays to save besides the packed codes, by name (an index that builds tables saves them).
+
+        Returns
+        -------
+        arrays : dict of str to ndarray
+            Empty for an index that rebuilds everything from the packed codes (the scans).
+        """
+        return {}
+
+    @classmethod
+    def from_state(cls, packed_codes, n_bits, arrays):
+        """The index :meth:`state_arrays` described, from saved (already validated) codes.
+
+        ``arrays`` are the saved arrays, of the names and dtypes the file declared but untrusted in
+        their content: an override checks them against ``packed_codes`` and raises
+        :class:`~skhash._validation.InputError` if they do not fit.
+        """
+        return cls(packed_codes, n_bits)
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -19,6 +19,7 @@ from .._validation import (
     validate_params,
 )
 from ..codes import check_codes
+from ._out_of_core import disk_index, is_on_disk
 
 __all__ = ["HammingNeighbors"]
 
@@ -121,10 +122,15 @@ class HammingNeighbors(BaseEstimator):
         validate_params(self)
         check_n_jobs(self.n_jobs)
         device = resolve_device(self.device, fallback="raise")
+        if device == "cpu" and is_on_disk(X):
+            # Codes on disk stay there: the scan reads them in blocks (see ``_out_of_core``).
+            self._index, self.n_bits_ = disk_index(self, X)
+            self.n_samples_fit_ = self._index.n
+            return self
         packed, n_bits = self._as_packed(X, reset=True)
         if packed.flags.writeable and isinstance(X, np.ndarray) and np.may_share_memory(packed, X):
             # Packed input passes the check without a copy; the index must not change when the caller
-            # later writes into their array. A read-only memory map is read in place.
+            # later writes into their array.
             packed = packed.copy()
         self.n_bits_ = n_bits
         self.n_samples_fit_ = packed.shape[0]

@@ -1,0 +1,197 @@
+"""Out-of-core exact search: codes that stay on disk, scanned block by block through the CPU kernels.
+
+A database bigger than memory (a memory-mapped ``.npy`` file, an HDF5 data set) is never loaded: each
+search reads it in blocks of about :data:`BLOCK_BYTES`, in index order, searches every block with the
+CPU index of ``_cpu`` (the same numba kernels as in memory), and merges each block's top-k into the
+running top-k. Because blocks come in index order and each block's list is sorted by
+``(distance, index)``, the merge of two lists is a plain merge that prefers the earlier block on equal
+distances, so the result is exactly the in-memory one, ties included. The next block is read by a
+second thread while the kernels scan the current one (numba releases the GIL), so the disk and the
+cores work at the same time.
+
+What a block is checked for, as it is read: the same rules as codes in memory
+(:func:`skhash.codes.check_codes`): unpacked columns must be bits (uint8 above 1 is refused), packed
+codes' padding bits must be zero. Those are checked block by block during every scan rather than at
+fit time, since checking them up front would read the whole file; a bad row raises an
+:class:`~skhash._validation.InputError` that names the rows of its block.
+"""
+
+import concurrent.futures
+
+import numba
+import numpy as np
+
+from ..codes import check_codes, n_bytes
+from ._base import BaseIndex
+from ._cpu import CpuIndex
+
+__all__ = ["DiskIndex", "BLOCK_BYTES", "block_bounds", "merge_topk"]
+
+# Bytes of the file read per block. A block costs about three times this in memory (the block being
+# read, the block being scanned and its word-major copy), and is big enough that a scan over it
+# dwarfs the per-block overhead (thread hand-off, the kernel's sampled starting cap, the merge).
+BLOCK_BYTES = 64 * 1024**2
+
+
+def block_bounds(n, block_rows, min_rows):
+    """``(start, stop)`` of consecutive row blocks covering ``range(n)``.
+
+    Blocks hold ``block_rows`` rows (at least ``min_rows``); a last block shorter than ``min_rows``
+    joins the one before it, so every block holds ``min_rows`` rows unless there is only one. (The
+    k-nearest scan needs ``k + 1`` rows per block: a query may exclude one of them.)
+    """
+    step = max(int(block_rows), int(min_rows), 1)
+    starts = list(range(0, n, step))
+    bounds = [(s, min(s + step, n)) for s in starts]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_rows:
+        last = bounds.pop()
+        bounds[-1] = (bounds[-1][0], last[1])
+    return bounds
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def merge_topk(a_d, a_i, b_d, b_i, out_d, out_i):
+    """Merge two ``(distance, index)``-sorted top-k lists per query into the first ``k`` of both.
+
+    Every index of ``a`` is smaller than every index of ``b`` (``b`` comes from a later block), so on
+    equal distances ``a`` goes first and the merged list is in ``(distance, index)`` order.
+    """
+    n_q, k = out_d.shape
+    for q in numba.prange(n_q):
+        x = 0
+        y = 0
+        for t in range(k):
+            if y >= b_d.shape[1] or (x < a_d.shape[1] and a_d[q, x] <= b_d[q, y]):
+                out_d[q, t] = a_d[q, x]
+                out_i[q, t] = a_i[q, x]
+                x += 1
+            else:
+                out_d[q, t] = b_d[q, y]
+                out_i[q, t] = b_i[q, y]
+                y += 1
+
+
+def _local_exclude(exclude, start, stop):
+    """``exclude`` as rows of the block ``start:stop`` (-1 where the excluded row is elsewhere)."""
+    inside = (exclude >= start) & (exclude < stop)
+    return np.where(inside, exclude - start, -1).astype(np.int64)
+
+
+def _merge_radius(parts, n_queries, sort):
+    """One CSR result from per-block CSR results (in block order): index order, or (distance, index)."""
+    if not parts:
+        return np.zeros(n_queries + 1, np.int64), np.empty(0, np.int32), np.empty(0, np.int64)
+    owner = np.concatenate([np.repeat(np.arange(n_queries), np.diff(off)) for off, _, _ in parts])
+    dist = np.concatenate([d for _, d, _ in parts])
+    idx = np.concatenate([i for _, _, i in parts])
+    # Stable sorts keep block order, which is index order, within a query (and within a distance).
+    order = np.lexsort((dist, owner)) if sort else np.argsort(owner, kind="stable")
+    offsets = np.zeros(n_queries + 1, np.int64)
+    np.cumsum(np.bincount(owner, minlength=n_queries), out=offsets[1:])
+    return offsets, dist[order], idx[order]
+
+
+class DiskIndex(BaseIndex):
+    """Exact Hamming search over codes read from disk in blocks, never loaded whole.
+
+    Parameters
+    ----------
+    source : array-like of shape (n, width)
+        Rows that are read on demand: a memory-mapped ``.npy`` file, an ``h5py.Dataset``, a
+        :class:`~skhash._streaming.StreamedRows` or a Dask array. Its shape and dtype are assumed
+        checked (:func:`skhash.neighbors` does it); its values are checked block by block as read.
+    n_bits : int
+    packed : bool
+        ``source`` holds packed bytes (``width = ceil(n_bits / 8)``); otherwise one column per bit.
+    n_jobs : int, default=None
+        Threads of the CPU kernels.
+    name : str, default="X"
+        What the source is called in error messages.
+
+    Notes
+    -----
+    Codes appended with :meth:`append` are kept in memory after the file's rows. ``X=None`` queries
+    (the database against itself) read the whole database into memory as queries. The index is not
+    picklable: it refers to a file; save the searcher (:meth:`HammingNeighbors.save`) instead.
+    """
+
+    def __init__(self, source, n_bits, *, packed, n_jobs=None, name="X"):
+        # No call to BaseIndex.__init__: the packed codes are not held, they are read (``packed_codes``).
+        self.source = source
+        self.n_bits = int(n_bits)
+        self.packed = bool(packed)
+        self.n_jobs = n_jobs
+        self.name = name
+        self._tail = np.empty((0, n_bytes(n_bits)), np.uint8)
+
+    @property
+    def n(self):
+        return int(self.source.shape[0]) + len(self._tail)
+
+    @property
+    def packed_codes(self):
+        """All codes, read and checked: the database in memory (for ``X=None`` and device moves)."""
+        return np.concatenate([packed for _, packed in self.blocks()]) if self.n else self._tail
+
+    @property
+    def block_rows(self):
+        """Rows read per block: :data:`BLOCK_BYTES` of the source's rows."""
+        row_bytes = int(np.prod(self.source.shape[1:], dtype=np.int64)) * np.dtype(self.source.dtype).itemsize
+        return max(1, BLOCK_BYTES // max(1, row_bytes))
+
+    def append(self, packed):
+        self._tail = np.concatenate([self._tail, packed])
+
+    def read(self, start, stop):
+        """Rows ``start:stop`` as checked packed codes (the file's rows, then the appended ones)."""
+        n_src = int(self.source.shape[0])
+        parts = []
+        if start < n_src:
+            raw = self.source[start : min(stop, n_src)]
+            if hasattr(raw, "compute"):
+                raw = raw.compute()
+            where = f"{self.name} (rows {start}..{min(stop, n_src) - 1}; row numbers below count from {start})"
+            n_bits = self.n_bits if self.packed else None
+            parts.append(check_codes(np.asarray(raw), packed=self.packed, n_bits=n_bits, input_name=where)[0])
+        if stop > n_src:
+            parts.append(self._tail[max(0, start - n_src) : stop - n_src])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def blocks(self, min_rows=1):
+        """Yield ``(start, packed)`` over the database in blocks, the next one read while this one is used."""
+        bounds = block_bounds(self.n, self.block_rows, min_rows)
+        with concurrent.futures.ThreadPoolExecutor(1) as reader:
+            pending = reader.submit(self.read, *bounds[0])
+            for b, (start, _) in enumerate(bounds):
+                packed = pending.result()
+                if b + 1 < len(bounds):
+                    pending = reader.submit(self.read, *bounds[b + 1])
+                yield start, packed
+
+    def kneighbors(self, packed_queries, k, exclude):
+        best_d = best_i = None
+        for start, packed in self.blocks(min_rows=k + 1):
+            block = CpuIndex(packed, self.n_bits, self.n_jobs)
+            d, i = block.kneighbors(packed_queries, k, _local_exclude(exclude, start, start + len(packed)))
+            i += start
+            if best_d is None:
+                best_d, best_i = d, i
+                continue
+            out_d, out_i = np.empty_like(d), np.empty_like(i)
+            merge_topk(best_d, best_i, d, i, out_d, out_i)
+            best_d, best_i = out_d, out_i
+        return best_d, best_i
+
+    def radius(self, packed_queries, max_d, exclude, sort):
+        parts = []
+        for start, packed in self.blocks():
+            block = CpuIndex(packed, self.n_bits, self.n_jobs)
+            offsets, d, i = block.radius(packed_queries, max_d, _local_exclude(exclude, start, start + len(packed)), False)
+            parts.append((offsets, d, i + start))
+        return _merge_radius(parts, len(packed_queries), sort)
+
+    def __getstate__(self):
+        raise TypeError(
+            "a searcher fitted on codes on disk refers to its file and cannot be pickled; save it with "
+            "HammingNeighbors.save (the codes are copied into the saved file), or fit it on codes in memory."
+        )
