@@ -17,13 +17,18 @@ fit time, since checking them up front would read the whole file; a bad row rais
 """
 
 import concurrent.futures
+import contextlib
+import mmap
+import os
+import sys
 
 import numba
 import numpy as np
 
-from ..codes import check_codes, n_bytes
+from ..codes import _words, check_codes, n_bytes, n_words
 from ._base import BaseIndex
 from ._cpu import CpuIndex
+from ._cpu_kernels import padded_rows
 
 __all__ = ["DiskIndex", "BLOCK_BYTES", "block_bounds", "merge_topk"]
 
@@ -69,6 +74,54 @@ def merge_topk(a_d, a_i, b_d, b_i, out_d, out_i):
                 out_d[q, t] = b_d[q, y]
                 out_i[q, t] = b_i[q, y]
                 y += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _fill_little_endian(packed, db_t):
+    n, nb = packed.shape
+    for w in range(db_t.shape[0]):
+        lo = 8 * w
+        width = min(8, nb - lo)
+        for i in range(n):
+            v = np.uint64(0)
+            for j in range(width):
+                v |= np.uint64(packed[i, lo + j]) << np.uint64(8 * j)
+            db_t[w, i] = v
+        for i in range(n, padded_rows(n)):
+            db_t[w, i] = 0
+
+
+def fill_word_major(packed, db_t):
+    """``packed`` in the kernels' word-major layout, written into ``db_t`` (returned), padding rows zero.
+
+    The same words as :func:`skhash.codes.pack_words` gives (bytes read as native 64-bit words). Codes
+    of whole words are viewed as words and copied (numpy releases the GIL); other widths are assembled
+    in one compiled pass, little-endian as the view would read them. (numpy's pad-copy-transpose of
+    ``_cpu`` is slower than a disk.)
+    """
+    n, nb = packed.shape
+    if nb % 8 == 0:
+        db_t[:, :n] = packed.view(np.uint64).T
+        db_t[:, n : padded_rows(n)] = 0
+    elif sys.byteorder == "little":
+        _fill_little_endian(packed, db_t)
+    else:
+        db_t[:, :n] = _words(packed).T
+        db_t[:, n : padded_rows(n)] = 0
+    return db_t
+
+
+def _mapped_file(source):
+    """The file a memory map covers from its ``offset``, row after row; None for anything else.
+
+    Only the map :func:`numpy.load` (or ``np.memmap``) made is read by path: a view of it (a slice)
+    no longer starts at its ``offset``.
+    """
+    if not isinstance(source, np.memmap) or not isinstance(source.base, mmap.mmap) or not source.filename:
+        return None
+    if not source.flags.c_contiguous:
+        return None
+    return source.filename
 
 
 def _local_exclude(exclude, start, stop):
@@ -131,7 +184,8 @@ class DiskIndex(BaseIndex):
     @property
     def packed_codes(self):
         """All codes, read and checked: the database in memory (for ``X=None`` and device moves)."""
-        return np.concatenate([packed for _, packed in self.blocks()]) if self.n else self._tail
+        bounds = block_bounds(self.n, self.block_rows, 1)
+        return np.concatenate([self.read(start, stop) for start, stop in bounds])
 
     @property
     def block_rows(self):
@@ -147,9 +201,7 @@ class DiskIndex(BaseIndex):
         n_src = int(self.source.shape[0])
         parts = []
         if start < n_src:
-            raw = self.source[start : min(stop, n_src)]
-            if hasattr(raw, "compute"):
-                raw = raw.compute()
+            raw = self._read_source(start, min(stop, n_src))
             where = f"{self.name} (rows {start}..{min(stop, n_src) - 1}; row numbers below count from {start})"
             n_bits = self.n_bits if self.packed else None
             parts.append(check_codes(np.asarray(raw), packed=self.packed, n_bits=n_bits, input_name=where)[0])
@@ -157,22 +209,73 @@ class DiskIndex(BaseIndex):
             parts.append(self._tail[max(0, start - n_src) : stop - n_src])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
+    def _read_source(self, start, stop):
+        """Rows ``start:stop`` of the source, as an array in memory."""
+        path = _mapped_file(self.source)
+        if path is None:
+            raw = self.source[start:stop]
+            return raw.compute() if hasattr(raw, "compute") else np.asarray(raw)
+        # A whole memory-mapped file is read with pread: page faults cost more CPU than the copy, and
+        # the CPU is what the scan needs.
+        out = np.empty((stop - start,) + self.source.shape[1:], self.source.dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        pos = self.source.offset + start * self.source.strides[0]
+        with open(path, "rb", buffering=0) as f:
+            while len(view):
+                got = os.preadv(f.fileno(), [view], pos)
+                if got <= 0:
+                    raise OSError(f"{path!r} ended before row {stop} (was it truncated after fitting?)")
+                view, pos = view[got:], pos + got
+        return out
+
     def blocks(self, min_rows=1):
-        """Yield ``(start, packed)`` over the database in blocks, the next one read while this one is used."""
+        """Yield ``(start, packed, db_t)`` over the database in blocks, the next one read while this one is used.
+
+        ``db_t`` is the block in the CPU kernels' word-major layout (:func:`fill_word_major`), built by
+        the reading thread into one of two buffers that take turns, so the main thread only scans.
+        """
         bounds = block_bounds(self.n, self.block_rows, min_rows)
+        width = max(padded_rows(stop - start) for start, stop in bounds)
+        buffers = [np.empty((n_words(self.n_bits), width), np.uint64) for _ in range(min(2, len(bounds)))]
+
+        def load(b):
+            start, stop = bounds[b]
+            if b + 1 < len(bounds):
+                self._will_need(*bounds[b + 1])
+            packed = self.read(start, stop)
+            return start, packed, fill_word_major(packed, buffers[b % 2])
+
         with concurrent.futures.ThreadPoolExecutor(1) as reader:
-            pending = reader.submit(self.read, *bounds[0])
-            for b, (start, _) in enumerate(bounds):
-                packed = pending.result()
+            pending = reader.submit(load, 0)
+            for b in range(len(bounds)):
+                block = pending.result()
+                # Buffer (b + 1) % 2 was the one scanned before this block: free to be refilled.
                 if b + 1 < len(bounds):
-                    pending = reader.submit(self.read, *bounds[b + 1])
-                yield start, packed
+                    pending = reader.submit(load, b + 1)
+                yield block
+
+    def _will_need(self, start, stop):
+        """Ask the kernel to start reading rows ``start:stop`` of a memory-mapped file (a hint only)."""
+        mapped = getattr(self.source, "_mmap", None)
+        stop = min(stop, int(self.source.shape[0]))
+        if mapped is None or start >= stop or not hasattr(mapped, "madvise"):
+            return
+        row = self.source.strides[0]
+        first = (self.source.offset + start * row) // mmap.PAGESIZE * mmap.PAGESIZE
+        last = min(len(mapped), self.source.offset + stop * row)
+        with contextlib.suppress(OSError, ValueError):
+            mapped.madvise(mmap.MADV_WILLNEED, first, last - first)
+
+    def _block_index(self, packed, db_t):
+        """The CPU index of one block, on the word-major copy already built (its kernels, unchanged)."""
+        block = CpuIndex(packed, self.n_bits, self.n_jobs)
+        block._db_t = db_t
+        return block
 
     def kneighbors(self, packed_queries, k, exclude):
         best_d = best_i = None
-        for start, packed in self.blocks(min_rows=k + 1):
-            block = CpuIndex(packed, self.n_bits, self.n_jobs)
-            d, i = block.kneighbors(packed_queries, k, _local_exclude(exclude, start, start + len(packed)))
+        for start, packed, db_t in self.blocks(min_rows=k + 1):
+            d, i = self._block_index(packed, db_t).kneighbors(packed_queries, k, _local_exclude(exclude, start, start + len(packed)))
             i += start
             if best_d is None:
                 best_d, best_i = d, i
@@ -184,9 +287,8 @@ class DiskIndex(BaseIndex):
 
     def radius(self, packed_queries, max_d, exclude, sort):
         parts = []
-        for start, packed in self.blocks():
-            block = CpuIndex(packed, self.n_bits, self.n_jobs)
-            offsets, d, i = block.radius(packed_queries, max_d, _local_exclude(exclude, start, start + len(packed)), False)
+        for start, packed, db_t in self.blocks():
+            offsets, d, i = self._block_index(packed, db_t).radius(packed_queries, max_d, _local_exclude(exclude, start, start + len(packed)), False)
             parts.append((offsets, d, i + start))
         return _merge_radius(parts, len(packed_queries), sort)
 
