@@ -103,6 +103,10 @@ class BaseIndex(ABC):
         indices : ndarray, dtype int64
         """
 
+    def packed_blocks(self):
+        """Yield the packed codes in row blocks, in order (one block here; an index on disk reads several)."""
+        yield self.packed_codes
+
     def state_arrays(self):
         """Arrays to save besides the packed codes, by name (an index that builds tables saves them).
 

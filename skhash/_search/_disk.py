@@ -184,8 +184,7 @@ class DiskIndex(BaseIndex):
     @property
     def packed_codes(self):
         """All codes, read and checked: the database in memory (for ``X=None`` and device moves)."""
-        bounds = block_bounds(self.n, self.block_rows, 1)
-        return np.concatenate([self.read(start, stop) for start, stop in bounds])
+        return np.concatenate(list(self.packed_blocks()))
 
     @property
     def block_rows(self):
@@ -208,6 +207,10 @@ class DiskIndex(BaseIndex):
         if stop > n_src:
             parts.append(self._tail[max(0, start - n_src) : stop - n_src])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def packed_blocks(self):
+        for start, stop in block_bounds(self.n, self.block_rows, 1):
+            yield self.read(start, stop)
 
     def _read_source(self, start, stop):
         """Rows ``start:stop`` of the source, as an array in memory."""

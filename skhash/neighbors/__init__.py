@@ -11,5 +11,6 @@ layout is :mod:`skhash.codes`' business: this package only calls it.
 """
 
 from ._estimator import HammingNeighbors
+from ._persistence import to_faiss
 
-__all__ = ["HammingNeighbors"]
+__all__ = ["HammingNeighbors", "to_faiss"]

@@ -20,11 +20,12 @@ from .._validation import (
 )
 from ..codes import check_codes
 from ._out_of_core import disk_index, is_on_disk
+from ._persistence import PersistenceMixin
 
 __all__ = ["HammingNeighbors"]
 
 
-class HammingNeighbors(BaseEstimator):
+class HammingNeighbors(PersistenceMixin, BaseEstimator):
     """Exact k-nearest and radius neighbours of binary codes, by Hamming distance.
 
     A drop-in for :class:`sklearn.neighbors.NearestNeighbors` on binary codes: the same methods,
