@@ -164,8 +164,8 @@ class DiskIndex(BaseIndex):
     Notes
     -----
     Codes appended with :meth:`append` are kept in memory after the file's rows. ``X=None`` queries
-    (the database against itself) read the whole database into memory as queries. The index is not
-    picklable: it refers to a file; save the searcher (:meth:`HammingNeighbors.save`) instead.
+    (the database against itself) read the whole database into memory as queries. A pickle (or a
+    deep copy) holds the codes and loads as a :class:`~skhash._search.CpuIndex` in memory.
     """
 
     def __init__(self, source, n_bits, *, packed, n_jobs=None, name="X"):
@@ -295,8 +295,8 @@ class DiskIndex(BaseIndex):
             parts.append((offsets, d, i + start))
         return _merge_radius(parts, len(packed_queries), sort)
 
-    def __getstate__(self):
-        raise TypeError(
-            "a searcher fitted on codes on disk refers to its file and cannot be pickled; save it with "
-            "HammingNeighbors.save (the codes are copied into the saved file), or fit it on codes in memory."
-        )
+    def __reduce__(self):
+        # A pickle must not refer to a file (it may move, change or vanish, as joblib's temporary memory
+        # maps do): it holds the codes, read now, and loads as the in-memory index, as pickling a searcher
+        # fitted on an array always did.
+        return (CpuIndex, (self.packed_codes, self.n_bits, self.n_jobs))

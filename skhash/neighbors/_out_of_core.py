@@ -11,7 +11,7 @@ with an :class:`~skhash._validation.InputError` naming the block's rows.
 import numpy as np
 
 from .._search import DiskIndex
-from .._streaming import check_open, is_streamed
+from .._streaming import check_open, is_lazy_array, is_streamed
 from .._validation import InputError
 from ..codes import check_codes
 
@@ -21,8 +21,11 @@ SAMPLE_ROWS = 1024  # rows read and checked at fit time
 
 
 def is_on_disk(X):
-    """Whether ``X`` is read in blocks rather than loaded: a memory map, an HDF5 data set, streamed rows."""
-    return isinstance(X, np.memmap) or is_streamed(X)
+    """Whether ``X`` is read in blocks rather than loaded: a memory map, an HDF5 data set, streamed rows.
+
+    A Dask array is computed into memory, as before: a scan would recompute its graph at every search.
+    """
+    return isinstance(X, np.memmap) or (is_streamed(X) and not is_lazy_array(X))
 
 
 def disk_index(estimator, X):

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import skhash._search._disk as disk
-from skhash._search import DiskIndex
+from skhash._search import CpuIndex, DiskIndex
 from skhash._streaming import StreamedRows
 from skhash._validation import InputError
 from skhash.codes import pack_bits
@@ -143,10 +143,31 @@ def test_partial_fit_appends_after_the_file_rows(tmp_path):
         assert_same(nn.kneighbors(queries), brute_kneighbors(db, queries, 20))
 
 
-def test_pickling_refers_the_user_to_save(tmp_path):
-    nn = HammingNeighbors().fit(on_disk(tmp_path / "db.npy", np.zeros((8, 4), np.uint8)))
-    with pytest.raises(TypeError, match="save"):
-        pickle.dumps(nn)
+def test_a_pickle_holds_the_codes_and_loads_in_memory(tmp_path):
+    db = random_codes(np.random.default_rng(4), 100, 16, 5)
+    nn = HammingNeighbors(n_neighbors=7).fit(on_disk(tmp_path / "db.npy", db))
+    copy = pickle.loads(pickle.dumps(nn))
+    (tmp_path / "db.npy").unlink()  # the copy no longer needs the file
+    assert isinstance(copy._index, CpuIndex)
+    assert_same(copy.kneighbors(db[:5]), brute_kneighbors(db, db[:5], 7))
+
+
+def test_a_view_of_a_memory_map_is_read_through_the_view(tmp_path):
+    """A slice of np.load's map keeps the file's offset attribute but not its start: it must not be
+    read by file position."""
+    db = random_codes(np.random.default_rng(5), 500, 16, 9)
+    mm = on_disk(tmp_path / "db.npy", db)
+    with small_blocks(16, 64):
+        nn = HammingNeighbors(n_neighbors=4).fit(mm[123:])
+        assert isinstance(nn._index, DiskIndex)
+        assert_same(nn.kneighbors(db[:6]), brute_kneighbors(db[123:], db[:6], 4))
+
+
+def test_dask_arrays_are_computed_into_memory_as_before():
+    da = pytest.importorskip("dask.array")
+    db = random_codes(np.random.default_rng(6), 200, 16)
+    nn = HammingNeighbors(n_neighbors=3).fit(da.from_array(db, chunks=50))
+    assert isinstance(nn._index, CpuIndex)
 
 
 def test_block_bounds_keep_k_plus_one_rows_per_block():
