@@ -96,6 +96,12 @@ def test_hdf5_features_are_read_only_at_the_shortlist_rows(tmp_path):
         RerankedNeighbors(features=lazy, shortlist=50, n_neighbors=10).fit(db).kneighbors(queries, q_feats)
     np.testing.assert_array_equal(got[1], expected[1])
     np.testing.assert_allclose(got[0], expected[0])
+    # Long shortlists fill their span: read as one slice, with the same result.
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        dense = RerankedNeighbors(features=f["feats"], shortlist=1500, n_neighbors=30).fit(db)
+        got = dense.kneighbors(queries, q_feats)
+    expected = RerankedNeighbors(features=feats, shortlist=1500, n_neighbors=30).fit(db).kneighbors(queries, q_feats)
+    np.testing.assert_array_equal(got[1], expected[1])
     shortlists = HammingNeighbors(n_neighbors=50).fit(db).kneighbors(queries, return_distance=False)
     assert reads == [len(np.unique(shortlists))]
 
