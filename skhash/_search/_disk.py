@@ -1,7 +1,7 @@
 """Out-of-core exact search: codes that stay on disk, scanned block by block through the CPU kernels.
 
 A database bigger than memory (a memory-mapped ``.npy`` file, an HDF5 data set) is never loaded: each
-search reads it in blocks of about :data:`BLOCK_BYTES`, in index order, searches every block with the
+search reads it in blocks of about :data:`BLOCK_BYTES` (16 MiB), in index order, searches every block with the
 CPU index of ``_cpu`` (the same numba kernels as in memory), and merges each block's top-k into the
 running top-k. Because blocks come in index order and each block's list is sorted by
 ``(distance, index)``, the merge of two lists is a plain merge that prefers the earlier block on equal
@@ -32,10 +32,10 @@ from ._cpu_kernels import padded_rows
 
 __all__ = ["DiskIndex", "BLOCK_BYTES", "block_bounds", "merge_topk"]
 
-# Bytes of the file read per block. A block costs about three times this in memory (the block being
-# read, the block being scanned and its word-major copy), and is big enough that a scan over it
-# dwarfs the per-block overhead (thread hand-off, the kernel's sampled starting cap, the merge).
-BLOCK_BYTES = 64 * 1024**2
+# Bytes of the file read per block. A searcher keeps two blocks' buffers (raw bytes and word-major
+# copy, about four times this) between searches; a block is big enough that a scan over it dwarfs the
+# per-block overhead (thread hand-off, the kernel's sampled starting cap, the merge).
+BLOCK_BYTES = 16 * 1024**2
 
 
 def block_bounds(n, block_rows, min_rows):
@@ -195,12 +195,16 @@ class DiskIndex(BaseIndex):
     def append(self, packed):
         self._tail = np.concatenate([self._tail, packed])
 
-    def read(self, start, stop):
-        """Rows ``start:stop`` as checked packed codes (the file's rows, then the appended ones)."""
+    def read(self, start, stop, buffer=None):
+        """Rows ``start:stop`` as checked packed codes (the file's rows, then the appended ones).
+
+        ``buffer``, a 1-D uint8 array, is memory to read a memory-mapped file into (reused from block to
+        block, since a fresh allocation costs a page fault per page).
+        """
         n_src = int(self.source.shape[0])
         parts = []
         if start < n_src:
-            raw = self._read_source(start, min(stop, n_src))
+            raw = self._read_source(start, min(stop, n_src), buffer)
             where = f"{self.name} (rows {start}..{min(stop, n_src) - 1}; row numbers below count from {start})"
             n_bits = self.n_bits if self.packed else None
             parts.append(check_codes(np.asarray(raw), packed=self.packed, n_bits=n_bits, input_name=where)[0])
@@ -212,16 +216,20 @@ class DiskIndex(BaseIndex):
         for start, stop in block_bounds(self.n, self.block_rows, 1):
             yield self.read(start, stop)
 
-    def _read_source(self, start, stop):
-        """Rows ``start:stop`` of the source, as an array in memory."""
+    def _read_source(self, start, stop, buffer=None):
+        """Rows ``start:stop`` of the source, as an array in memory (in ``buffer`` when it is big enough)."""
         path = _mapped_file(self.source)
         if path is None:
             raw = self.source[start:stop]
             return raw.compute() if hasattr(raw, "compute") else np.asarray(raw)
         # A whole memory-mapped file is read with pread: page faults cost more CPU than the copy, and
         # the CPU is what the scan needs.
-        out = np.empty((stop - start,) + self.source.shape[1:], self.source.dtype)
-        view = memoryview(out.reshape(-1).view(np.uint8))
+        shape = (stop - start,) + self.source.shape[1:]
+        n_bytes_read = int(np.prod(shape, dtype=np.int64)) * self.source.dtype.itemsize
+        if buffer is None or len(buffer) < n_bytes_read:
+            buffer = np.empty(n_bytes_read, np.uint8)
+        out = buffer[:n_bytes_read].view(self.source.dtype).reshape(shape)
+        view = memoryview(buffer[:n_bytes_read])
         pos = self.source.offset + start * self.source.strides[0]
         with open(path, "rb", buffering=0) as f:
             while len(view):
@@ -238,24 +246,46 @@ class DiskIndex(BaseIndex):
         the reading thread into one of two buffers that take turns, so the main thread only scans.
         """
         bounds = block_bounds(self.n, self.block_rows, min_rows)
-        width = max(padded_rows(stop - start) for start, stop in bounds)
-        buffers = [np.empty((n_words(self.n_bits), width), np.uint64) for _ in range(min(2, len(bounds)))]
+        buffers = self._take_buffers(max(stop - start for start, stop in bounds), min(2, len(bounds)))
 
         def load(b):
             start, stop = bounds[b]
             if b + 1 < len(bounds):
                 self._will_need(*bounds[b + 1])
-            packed = self.read(start, stop)
-            return start, packed, fill_word_major(packed, buffers[b % 2])
+            db_t, raw = buffers[b % 2]
+            packed = self.read(start, stop, raw)
+            return start, packed, fill_word_major(packed, db_t)
 
-        with concurrent.futures.ThreadPoolExecutor(1) as reader:
-            pending = reader.submit(load, 0)
-            for b in range(len(bounds)):
-                block = pending.result()
-                # Buffer (b + 1) % 2 was the one scanned before this block: free to be refilled.
-                if b + 1 < len(bounds):
-                    pending = reader.submit(load, b + 1)
-                yield block
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as reader:
+                pending = reader.submit(load, 0)
+                for b in range(len(bounds)):
+                    block = pending.result()
+                    # Buffer (b + 1) % 2 was the one scanned before this block: free to be refilled.
+                    if b + 1 < len(bounds):
+                        pending = reader.submit(load, b + 1)
+                    yield block
+        finally:
+            self._spare = buffers
+
+    def _take_buffers(self, rows, count):
+        """``count`` pairs (word-major, raw bytes) for blocks of ``rows`` rows: the last search's, if big enough.
+
+        Kept between searches because the first touch of fresh memory (a page fault per page) cost more
+        than the scan on a busy machine; taken, not shared, so two searches at once never share one.
+        """
+        spare, self._spare = getattr(self, "_spare", None) or [], None
+        width = padded_rows(rows)
+        raw_bytes = rows * self.source.strides[0] if _mapped_file(self.source) is not None else 0
+        buffers = []
+        for i in range(count):
+            db_t, raw = spare[i] if i < len(spare) else (None, None)
+            if db_t is None or db_t.shape[1] < width:
+                db_t = np.empty((n_words(self.n_bits), width), np.uint64)
+            if raw_bytes and (raw is None or len(raw) < raw_bytes):
+                raw = np.empty(raw_bytes, np.uint8)
+            buffers.append((db_t, raw))
+        return buffers
 
     def _will_need(self, start, stop):
         """Ask the kernel to start reading rows ``start:stop`` of a memory-mapped file (a hint only)."""
