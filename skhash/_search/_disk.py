@@ -100,7 +100,9 @@ def fill_word_major(packed, db_t):
     ``_cpu`` is slower than a disk.)
     """
     n, nb = packed.shape
-    if nb % 8 == 0:
+    if nb == 8 and packed.base is not None and np.shares_memory(packed, db_t):
+        db_t[:, n : padded_rows(n)] = 0  # one-word codes were read straight into place (``_take_buffers``)
+    elif nb % 8 == 0:
         db_t[:, :n] = packed.view(np.uint64).T
         db_t[:, n : padded_rows(n)] = 0
     elif sys.byteorder == "little":
@@ -282,7 +284,10 @@ class DiskIndex(BaseIndex):
             db_t, raw = spare[i] if i < len(spare) else (None, None)
             if db_t is None or db_t.shape[1] < width:
                 db_t = np.empty((n_words(self.n_bits), width), np.uint64)
-            if raw_bytes and (raw is None or len(raw) < raw_bytes):
+            if raw_bytes and self.packed and db_t.shape[0] == 1 and self.source.strides[0] == 8:
+                # 64-bit codes: the word-major block is the file's bytes, so they are read into it.
+                raw = db_t.reshape(-1).view(np.uint8)
+            elif raw_bytes and (raw is None or len(raw) < raw_bytes):
                 raw = np.empty(raw_bytes, np.uint8)
             buffers.append((db_t, raw))
         return buffers
