@@ -111,7 +111,10 @@ class HammingNeighbors(PersistenceMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_bits) or (n_samples, n_bytes)
-            Database codes: bits, or packed bytes with ``packed=True``.
+            Database codes: bits, or packed bytes with ``packed=True``. A memory map
+            (``np.load(path, mmap_mode="r")``) or an ``h5py.Dataset`` stays on disk when searching on the
+            CPU: only its shape, dtype and first rows are checked here, and every search reads it in
+            blocks (see "Codes bigger than memory" in the scaling guide).
         y : None
             Ignored; present for API consistency.
 
