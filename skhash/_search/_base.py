@@ -30,16 +30,16 @@ class BaseIndex(ABC):
     ----------
     device_name : str
         The device the search runs on: ``"cpu"`` or ``"cuda:N"``.
+    algorithm : str
+        The estimator's ``algorithm`` this index serves: ``"brute"`` (a linear scan), ``"mih"`` or
+        ``"auto"``.
     n_jobs : int or None
         Host threads of the search (the CPU index's); the estimator sets it from its parameter.
     """
 
     device_name = "cpu"
+    algorithm = "brute"
     n_jobs = None
-    # The name a saved searcher records for this kind of index (``skhash._search.INDEX_KINDS`` maps it
-    # back to a class on loading). Every exact scan saves as "scan": the GPU or out-of-core scan of
-    # the same codes is the CPU scan moved, so a file never depends on the machine that wrote it.
-    kind = "scan"
     # Attributes built from ``packed_codes`` on demand (set to None until then); never pickled.
     _built = ()
 
@@ -62,6 +62,13 @@ class BaseIndex(ABC):
 
     def _append_built(self, n_old, packed):
         """Grow the search structure, if it is built, by ``packed`` (now rows ``n_old`` onwards)."""
+
+    def packed_blocks(self):
+        """Yield the packed codes in row blocks, in order (one block here; an index on disk reads several).
+
+        What saving a searcher writes, so that codes on disk are copied into the file block by block.
+        """
+        yield self.packed_codes
 
     @abstractmethod
     def kneighbors(self, packed_queries, k, exclude):
@@ -103,28 +110,19 @@ class BaseIndex(ABC):
         indices : ndarray, dtype int64
         """
 
-    def packed_blocks(self):
-        """Yield the packed codes in row blocks, in order (one block here; an index on disk reads several)."""
-        yield self.packed_codes
-
     def state_arrays(self):
-        """Arrays to save besides the packed codes, by name (an index that builds tables saves them).
+        """Arrays to save beside the packed codes so that :meth:`from_state` need not rebuild them.
 
         Returns
         -------
         arrays : dict of str to ndarray
-            Empty for an index that rebuilds everything from the packed codes (the scans).
+            Empty for an index that keeps nothing but the codes.
         """
         return {}
 
     @classmethod
     def from_state(cls, packed_codes, n_bits, arrays):
-        """The index :meth:`state_arrays` described, from saved (already validated) codes.
-
-        ``arrays`` are the saved arrays, of the names and dtypes the file declared but untrusted in
-        their content: an override checks them against ``packed_codes`` and raises
-        :class:`~skhash._validation.InputError` if they do not fit.
-        """
+        """The index of ``packed_codes``, given the arrays its :meth:`state_arrays` returned."""
         return cls(packed_codes, n_bits)
 
     def __getstate__(self):

@@ -2,7 +2,7 @@
 
 A saved searcher is an archive (:mod:`skhash.io`'s ``.npz``-compatible zip, written atomically):
 ``meta.json`` holds the format and version, the constructor's parameters, ``n_bits``, the number of
-codes, ``n_features_in_`` (and feature names), and the index's kind and state-array names;
+codes, ``n_features_in_`` (and feature names), and the index's algorithm and state-array names;
 ``codes.npy`` holds the packed codes (:func:`skhash.codes.pack_bits` layout), and ``state.NAME.npy``
 each array the index's :meth:`~skhash._search.BaseIndex.state_arrays` returned (the tables of a
 multi-index-hashing index). Loading checks every field and array against the others before anything
@@ -68,7 +68,7 @@ class PersistenceMixin:
             "n_samples": int(index.n),
             "n_features_in": int(self.n_features_in_),
             "feature_names_in": None if names is None else [str(n) for n in names],
-            "index": {"kind": index.kind, "arrays": sorted(state)},
+            "index": {"algorithm": index.algorithm, "arrays": sorted(state)},
         }
         codes = ArrayBlocks((index.n, n_bytes(self.n_bits_)), np.uint8, index.packed_blocks())
         write_archive(path, meta, {CODES: codes, **state}, overwrite=overwrite)
@@ -149,7 +149,7 @@ def _restore(cls, path, meta, arrays):
         not isinstance(names, list) or len(names) != width or not all(isinstance(n, str) for n in names)
     ):
         raise InputError(f"{path!r}: feature_names_in must be None or {width} strings.")
-    klass = index_class(_field(index_meta, "kind", str, path))
+    klass = index_class(_field(index_meta, "algorithm", str, path))
     state = {name[len(STATE_PREFIX) :]: arrays[name] for name in state_names}
     try:
         index = klass.from_state(codes, n_bits, state)

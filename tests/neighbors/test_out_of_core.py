@@ -93,9 +93,14 @@ def test_fit_reads_a_sample_and_the_scan_reads_blocks(tmp_path):
     with small_blocks(16, 1000):
         nn = HammingNeighbors(n_neighbors=3).fit(source)
         assert sum(reads) == SAMPLE_ROWS
+        for _ in range(2):  # every search reads the file again: the codes never move into memory
+            reads.clear()
+            nn.kneighbors(db[:4])
+            assert sum(reads) == 5000 and max(reads) == 1000
+            assert isinstance(nn._index, DiskIndex)
         reads.clear()
-        nn.kneighbors(db[:4])
-    assert sum(reads) == 5000 and max(reads) == 1000
+        nn.radius_neighbors(db[:4], radius=3)
+        assert sum(reads) == 5000 and isinstance(nn._index, DiskIndex)
 
 
 def test_bad_rows_beyond_the_sample_are_found_during_the_scan(tmp_path):

@@ -57,7 +57,7 @@ def test_the_file_is_an_npz_numpy_reads_without_pickle(tmp_path):
     with np.load(path, allow_pickle=False) as z:
         np.testing.assert_array_equal(z["codes"], pack_bits(BITS))
     meta, _ = read_archive(path)
-    assert meta["format"] == "skhash.HammingNeighbors" and meta["index"] == {"kind": "scan", "arrays": []}
+    assert meta["format"] == "skhash.HammingNeighbors" and meta["index"] == {"algorithm": "brute", "arrays": []}
 
 
 def test_partial_fit_and_feature_names_survive(tmp_path):
@@ -106,7 +106,7 @@ class _count_reads:
 class _TableIndex(CpuIndex):
     """An index with a state array, as the multi-index-hashing one has."""
 
-    kind = "test-tables"
+    algorithm = "test-tables"
 
     def state_arrays(self):
         return {"table": np.arange(self.n, dtype=np.int64)}
@@ -124,13 +124,13 @@ def test_state_arrays_are_saved_and_handed_back(tmp_path):
     nn = HammingNeighbors().fit(BITS)
     nn._index = _TableIndex(nn._index.packed_codes, nn.n_bits_)
     _, path = saved(tmp_path, nn)
-    with mock.patch.dict("skhash._search.INDEX_KINDS", {"test-tables": _TableIndex}):
+    with mock.patch.dict("skhash._search.INDEX_CLASSES", {"test-tables": _TableIndex}):
         loaded = HammingNeighbors.load(path)
         np.testing.assert_array_equal(loaded._index.loaded_table, np.arange(300))
         tampered = rewrite(path, tmp_path / "t.npz", arrays={"state.table": np.arange(5)})
         with pytest.raises(InputError, match="state is inconsistent"):
             HammingNeighbors.load(tampered)
-    with pytest.raises(InputError, match="unknown index kind 'test-tables'"):
+    with pytest.raises(InputError, match="unknown index algorithm 'test-tables'"):
         HammingNeighbors.load(path)
 
 
@@ -138,7 +138,7 @@ def test_base_index_hooks_default_to_codes_alone():
     index = CpuIndex(pack_bits(BITS), 70)
     assert index.state_arrays() == {}
     assert isinstance(CpuIndex.from_state(pack_bits(BITS), 70, {}), CpuIndex)
-    assert BaseIndex.kind == "scan"
+    assert BaseIndex.algorithm == "brute"
 
 
 # ---------------------------------------------------------------------- writing safely
@@ -233,8 +233,8 @@ def hostile_cases(tmp_path, path):
         "stray member": (rewrite(path, tmp_path / "s.npz", raw={"run.sh": b"rm -rf /"}), None, "unexpected member"),
         "huge shape": (rewrite(path, tmp_path / "h.npz", raw={
             "codes.npy": codes.tobytes()[:0] + _npy_header((10**12, 9))}), None, "declares"),
-        "unknown kind": (rewrite(path, tmp_path / "k.npz", meta={"index": {"kind": "evil", "arrays": []}}), None,
-                         "unknown index kind"),
+        "unknown kind": (rewrite(path, tmp_path / "k.npz", meta={"index": {"algorithm": "evil", "arrays": []}}), None,
+                         "unknown index algorithm"),
     }
 
 
