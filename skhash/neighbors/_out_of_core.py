@@ -10,7 +10,7 @@ with an :class:`~skhash._validation.InputError` naming the block's rows.
 
 import numpy as np
 
-from .._search import DiskIndex
+from .._search._disk import DiskIndex
 from .._streaming import check_open, is_lazy_array, is_streamed
 from .._validation import InputError
 from ..codes import check_codes

@@ -16,7 +16,7 @@ import os
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .._search import index_class
+from .._search._classes import index_class
 from .._validation import InputError, check_n_jobs, check_positive_int, validate_params
 from ..codes import check_codes, n_bytes
 from ..io import ArrayBlocks, read_archive, write_archive

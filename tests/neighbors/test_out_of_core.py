@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import skhash._search._disk as disk
-from skhash._search import CpuIndex, DiskIndex
+from skhash._search import CpuIndex
+from skhash._search._disk import DiskIndex
 from skhash._streaming import StreamedRows
 from skhash._validation import InputError
 from skhash.codes import pack_bits

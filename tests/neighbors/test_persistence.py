@@ -124,7 +124,7 @@ def test_state_arrays_are_saved_and_handed_back(tmp_path):
     nn = HammingNeighbors().fit(BITS)
     nn._index = _TableIndex(nn._index.packed_codes, nn.n_bits_)
     _, path = saved(tmp_path, nn)
-    with mock.patch.dict("skhash._search.INDEX_CLASSES", {"test-tables": _TableIndex}):
+    with mock.patch.dict("skhash._search._classes.INDEX_CLASSES", {"test-tables": _TableIndex}):
         loaded = HammingNeighbors.load(path)
         np.testing.assert_array_equal(loaded._index.loaded_table, np.arange(300))
         tampered = rewrite(path, tmp_path / "t.npz", arrays={"state.table": np.arange(5)})
