@@ -70,6 +70,11 @@ class BaseIndex(ABC):
         """
         yield self.packed_codes
 
+    def serves(self, algorithm):
+        """Whether this index answers for the estimator's ``algorithm`` (as resolved for its device);
+        the estimator builds another index from the packed codes when it does not."""
+        return algorithm == self.algorithm
+
     @abstractmethod
     def kneighbors(self, packed_queries, k, exclude):
         """The ``k`` nearest codes of each query, sorted by ``(distance, index)``.

@@ -214,6 +214,10 @@ class DiskIndex(BaseIndex):
             parts.append(self._tail[max(0, start - n_src) : stop - n_src])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
+    def serves(self, algorithm):
+        # The scan is all that runs on disk ("auto" keeps it): any other index would load the codes.
+        return algorithm in ("brute", "auto")
+
     def packed_blocks(self):
         for start, stop in block_bounds(self.n, self.block_rows, 1):
             yield self.read(start, stop)
