@@ -21,8 +21,9 @@ from ._out_of_core import is_on_disk
 
 __all__ = ["RerankedNeighbors"]
 
-# Float rows gathered at once for one batch of queries (float64): the batch shrinks as the shortlist
-# and the descriptors grow, so 1,000 candidates of 2,048-d descriptors take 8 queries at a time.
+# Descriptor rows gathered at once for a batch of queries: the batch shrinks as the shortlist and the
+# descriptors grow (1,000 candidates of 2,048-d float32: 8 queries at a time, unless the whole
+# database's descriptors fit, see ``_query_batch``).
 BATCH_BYTES = 64 * 1024**2
 
 
@@ -44,6 +45,7 @@ class RerankedNeighbors(BaseEstimator):
     features : array-like or h5py.Dataset of shape (n_samples_fit, n_features)
         Float descriptors of the database, row ``i`` for code ``i``: in memory, a memory-mapped
         ``.npy`` file or an HDF5 data set (kept open while searching), read only at shortlist rows.
+        Similarities are computed in float32 for float32 descriptors, in float64 otherwise.
     shortlist : int, default=100
         Candidates per query taken from the Hamming search (``R``); at most the database size.
     metric : {"cosine", "ip"}, default="cosine"
@@ -183,27 +185,40 @@ class RerankedNeighbors(BaseEstimator):
 
     def _rerank(self, candidates, queries, k):
         n_q, r = candidates.shape
-        d = self.features_.shape[1]
-        batch = max(1, BATCH_BYTES // (8 * r * d))
+        dtype = np.float32 if self.features_.dtype == np.float32 else np.float64
+        batch = _query_batch(n_q, r, self.features_.shape, np.dtype(dtype).itemsize)
         out_d = np.empty((n_q, k), np.float64)
         out_i = np.empty((n_q, k), np.int64)
         for q0 in range(0, n_q, batch):
             cand = candidates[q0 : q0 + batch]
             rows = np.unique(cand)
-            feats = read_rows_at(self.features_, rows)
+            feats = read_rows_at(self.features_, rows, dtype)
             if queries is None:  # the database against itself: the queries' rows of the features
-                q = read_rows_at(self.features_, np.arange(q0, q0 + len(cand)))
+                q = read_rows_at(self.features_, np.arange(q0, q0 + len(cand)), dtype)
             else:
-                q = np.asarray(queries[q0 : q0 + batch], dtype=np.float64)
+                q = np.asarray(queries[q0 : q0 + batch], dtype=dtype)
             if self.metric == "cosine":
                 feats, q = _unit_rows(feats), _unit_rows(q)
             sims = q @ feats.T
-            scores = np.take_along_axis(sims, np.searchsorted(rows, cand), axis=1)
+            scores = np.take_along_axis(sims, np.searchsorted(rows, cand), axis=1).astype(np.float64)
             dist = 1.0 - scores if self.metric == "cosine" else -scores
             order = np.lexsort((cand, dist), axis=1)[:, :k]
             out_d[q0 : q0 + batch] = np.take_along_axis(dist, order, axis=1)
             out_i[q0 : q0 + batch] = np.take_along_axis(cand, order, axis=1)
         return out_d, out_i
+
+
+def _query_batch(n_queries, shortlist, shape, itemsize):
+    """Queries re-ranked at once: their shortlists' rows (at most the database) within BATCH_BYTES.
+
+    When the whole database's descriptors fit the budget, every batch would read the same rows again,
+    so the batch is only bounded by its similarity matrix (queries x rows, 8 bytes each).
+    """
+    n_db, d = shape
+    rows_cap = BATCH_BYTES // (itemsize * d)
+    if rows_cap < n_db:
+        return max(1, rows_cap // shortlist)
+    return max(1, min(n_queries, BATCH_BYTES // (8 * n_db)))
 
 
 def _unit_rows(a):
@@ -212,8 +227,8 @@ def _unit_rows(a):
     return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
 
 
-def read_rows_at(X, rows):
-    """Rows ``rows`` (sorted, unique) of an array, memory map or HDF5 data set, as float64 in memory.
+def read_rows_at(X, rows, dtype=np.float64):
+    """Rows ``rows`` (sorted, unique) of an array, memory map or HDF5 data set, in memory as ``dtype``.
 
     A memory map touches only their pages. HDF5 reads the listed rows alone (a point selection in
     increasing order), unless they fill at least a quarter of their span: one contiguous read of the span
@@ -227,8 +242,9 @@ def read_rows_at(X, rows):
         block = X[rows]
     if hasattr(block, "compute"):
         block = block.compute()
-    block = np.asarray(block, dtype=np.float64)
-    if not np.isfinite(block).all():
+    block = np.asarray(block, dtype=dtype)
+    # A sum is finite only if every term is (scikit-learn's trick): one pass, no boolean array.
+    if not np.isfinite(block.sum()) and not np.isfinite(block).all():
         bad = rows[np.flatnonzero(~np.isfinite(block).all(axis=1))[0]]
         raise InputError(f"features row {bad} holds NaN or infinity; descriptors must be finite.")
     return block

@@ -198,3 +198,22 @@ def test_cli_rerank_flag_errors(tmp_path, capsys, extra, match):
     extra = [str(tmp_path / "db.npy") if a in ("F", "Q") else a for a in extra]
     assert main(["search", "--db", str(tmp_path / "db.npy"), "--out", str(tmp_path / "r.h5"), *extra]) == 1
     assert match in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("budget", [1, 24 * 8 * 40, 10**9])
+def test_query_batches_of_any_size_give_the_same_answer(budget):
+    """Budgets below one row, below the database (batches of shortlists) and above it (one batch)."""
+    from unittest import mock
+
+    import skhash.neighbors._rerank as rerank
+
+    rng = np.random.default_rng(5)
+    db = random_codes(rng, 300, 16, 12)
+    feats = rng.integers(-3, 4, (300, 24)).astype(np.float64)
+    queries, q_feats = random_codes(rng, 11, 16), rng.integers(-3, 4, (11, 24)).astype(np.float64)
+    with mock.patch.object(rerank, "BATCH_BYTES", budget):
+        got = RerankedNeighbors(features=feats, shortlist=30, metric="ip", n_neighbors=9).fit(db).kneighbors(
+            queries, q_feats)
+    ref = reference(db, feats, queries, q_feats, 30, 9, "ip")
+    np.testing.assert_array_equal(got[1], ref[1])
+    np.testing.assert_array_equal(got[0], ref[0])
