@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 # name -> module that defines it, for everything but the registry's encoders
 _LAZY = {
     "HammingNeighbors": "skhash.neighbors",
+    "RerankedNeighbors": "skhash.neighbors",
     "pack_bits": "skhash.codes",
     "unpack_bits": "skhash.codes",
     "make_targets": "skhash.targets",
@@ -39,6 +40,7 @@ _LAZY = {
 
 __all__ = [spec.class_name for spec in _registry.ENCODERS] + [
     "HammingNeighbors",
+    "RerankedNeighbors",
     "pack_bits",
     "unpack_bits",
     "make_targets",

@@ -580,7 +580,8 @@ def _check_features_width(model, X, what):
 def cmd_search(args):
     from .io import read_codes, write_rankings
 
-    check_output(args, "--out", args.out, inputs=("--db", "--queries"))
+    check_output(args, "--out", args.out, inputs=("--db", "--queries", "--rerank", "--query-features"))
+    _check_rerank_flags(args)
     db, db_bits = read_codes(args.db)
     if args.queries is not None:
         queries, q_bits = read_codes(args.queries)
@@ -603,9 +604,32 @@ def cmd_search(args):
         else:
             distances, indices = _search_here(args, db, k, None if args.queries is None else queries)
     attrs = {"n_bits": db_bits, "db": str(args.db), "queries": "" if args.queries is None else str(args.queries)}
+    if args.rerank is not None:
+        attrs.update(rerank=str(args.rerank), shortlist=args.shortlist, metric=args.rerank_metric)
     _write_atomically(args.out, lambda tmp: write_rankings(tmp, distances, indices, attrs=attrs))
     _say(args, f"wrote the top {k} of {indices.shape[0]:,} queries to {args.out}")
     return 0
+
+
+def _check_rerank_flags(args):
+    """--shortlist, --rerank-metric and --query-features belong to --rerank; -k must fit the shortlist."""
+    if args.rerank is None:
+        given = [flag for flag, value in (("--shortlist", args.shortlist), ("--query-features", args.query_features),
+                                          ("--rerank-metric", args.rerank_metric)) if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} only apply with --rerank FEATURES.")
+        return
+    if args.scheduler is not None or args.local_cluster is not None:
+        raise InputError("--rerank runs in this process; drop --scheduler/--local-cluster.")
+    if (args.queries is None) != (args.query_features is None):
+        raise InputError(
+            "--rerank with --queries needs --query-features (the queries' float descriptors), and without "
+            "--queries the database's own features are the queries: pass both or neither."
+        )
+    args.shortlist = 100 if args.shortlist is None else args.shortlist
+    args.rerank_metric = args.rerank_metric or "cosine"
+    if args.n_neighbors > args.shortlist:
+        raise InputError(f"-k {args.n_neighbors} is more than --shortlist {args.shortlist}; raise --shortlist.")
 
 
 def _search_here(args, db, k, queries):
@@ -614,6 +638,8 @@ def _search_here(args, db, k, queries):
     from .neighbors import HammingNeighbors
 
     nn = HammingNeighbors(n_neighbors=k, packed=True, device=args.device, n_jobs=args.n_jobs).fit(db)
+    if args.rerank is not None:
+        return _rerank(args, nn, k, queries)
     if queries is None:
         _say(args, f"searching {db.shape[0]:,} codes against each other")
         return nn.kneighbors()
@@ -622,6 +648,18 @@ def _search_here(args, db, k, queries):
         result = nn.kneighbors(queries)
         bar.update(len(queries))
     return result
+
+
+def _rerank(args, nn, k, queries):
+    """The Hamming shortlist of --shortlist rows re-ordered by the float descriptors of --rerank."""
+    from .io import open_h5
+    from .neighbors import RerankedNeighbors
+
+    features = open_h5(args.rerank)  # read only at the shortlist's rows
+    query_features = None if args.query_features is None else open_h5(args.query_features)[...]
+    rr = RerankedNeighbors(nn, features, shortlist=args.shortlist, metric=args.rerank_metric, n_neighbors=k).fit()
+    _say(args, f"re-ranking shortlists of {min(args.shortlist, nn.n_samples_fit_):,} by {args.rerank_metric}")
+    return rr.kneighbors(queries, query_features)
 
 
 def _search_on_dask(args, client, k, queries):
@@ -1081,6 +1119,27 @@ def _add_search(sub):
         type=_positive_int,
         default=16_384,
         help="with --scheduler/--local-cluster: queries sent to the shards at once (default: 16384)",
+    )
+    rerank = p.add_argument_group("re-ranking by float descriptors")
+    rerank.add_argument(
+        "--rerank",
+        default=None,
+        metavar="FEATURES",
+        help=f"database float descriptors, {SPEC_HELP}, one row per --db code: each query's Hamming "
+        "shortlist is re-ordered by them (read only at the shortlist's rows); distances become 1 - cosine "
+        "or -inner product",
+    )
+    rerank.add_argument(
+        "--query-features",
+        default=None,
+        metavar="SPEC",
+        help="with --queries: the queries' float descriptors, one row per query code, read into memory",
+    )
+    rerank.add_argument(
+        "--shortlist", type=_positive_int, default=None, help="Hamming candidates per query (default: 100)"
+    )
+    rerank.add_argument(
+        "--rerank-metric", choices=("cosine", "ip"), default=None, help="cosine (default) or ip (inner product)"
     )
     _add_dask_options(p)
     p.set_defaults(func=cmd_search)

@@ -63,6 +63,18 @@ class BaseIndex(ABC):
     def _append_built(self, n_old, packed):
         """Grow the search structure, if it is built, by ``packed`` (now rows ``n_old`` onwards)."""
 
+    def packed_blocks(self):
+        """Yield the packed codes in row blocks, in order (one block here; an index on disk reads several).
+
+        What saving a searcher writes, so that codes on disk are copied into the file block by block.
+        """
+        yield self.packed_codes
+
+    def serves(self, algorithm):
+        """Whether this index answers for the estimator's ``algorithm`` (as resolved for its device);
+        the estimator builds another index from the packed codes when it does not."""
+        return algorithm == self.algorithm
+
     @abstractmethod
     def kneighbors(self, packed_queries, k, exclude):
         """The ``k`` nearest codes of each query, sorted by ``(distance, index)``.

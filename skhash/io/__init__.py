@@ -9,6 +9,8 @@
   attributes, for :func:`skhash.dask.from_codes` as well).
 - **Rankings files**: :func:`write_rankings` / :func:`read_rankings`, what ``skhash search`` writes
   and ``skhash evaluate`` reads.
+- **Archives**: :func:`write_archive` / :func:`read_archive`, arrays and JSON metadata in a ``.npz``
+  zip without pickle, every member checked on reading; what ``HammingNeighbors.save`` writes.
 - **Output paths**: :func:`check_output_folder`, run before any work; :func:`same_file` (does an output
   name an input?). Every writer leaves the old data or the new, complete data, never a mix:
   :func:`atomic_output` (a whole file under a temporary name, renamed at the end) and
@@ -20,6 +22,7 @@ Every mistake in an input (a missing file or key, a wrong shape or dtype) raises
 from a file (``.npy`` files are read with ``allow_pickle=False``).
 """
 
+from ._archive import ArrayBlocks, read_archive, write_archive
 from ._atomic import atomic_output, same_file, swapped_dataset
 from ._codes import (
     CODES_CHUNK_ROWS,
@@ -51,4 +54,7 @@ __all__ = [
     "atomic_output",
     "swapped_dataset",
     "same_file",
+    "write_archive",
+    "read_archive",
+    "ArrayBlocks",
 ]

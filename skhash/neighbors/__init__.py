@@ -12,5 +12,7 @@ layout is :mod:`skhash.codes`' business: this package only calls it.
 """
 
 from ._estimator import HammingNeighbors
+from ._persistence import to_faiss
+from ._rerank import RerankedNeighbors
 
-__all__ = ["HammingNeighbors"]
+__all__ = ["HammingNeighbors", "RerankedNeighbors", "to_faiss"]

@@ -19,11 +19,13 @@ from .._validation import (
     validate_params,
 )
 from ..codes import check_codes
+from ._out_of_core import disk_index, is_on_disk
+from ._persistence import PersistenceMixin
 
 __all__ = ["HammingNeighbors"]
 
 
-class HammingNeighbors(BaseEstimator):
+class HammingNeighbors(PersistenceMixin, BaseEstimator):
     """Exact k-nearest and radius neighbours of binary codes, by Hamming distance.
 
     A drop-in for :class:`sklearn.neighbors.NearestNeighbors` on binary codes: the same methods,
@@ -132,7 +134,10 @@ class HammingNeighbors(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_bits) or (n_samples, n_bytes)
-            Database codes: bits, or packed bytes with ``packed=True``.
+            Database codes: bits, or packed bytes with ``packed=True``. A memory map
+            (``np.load(path, mmap_mode="r")``) or an ``h5py.Dataset`` stays on disk when searching on the
+            CPU: only its shape, dtype and first rows are checked here, and every search reads it in
+            blocks (see "Codes bigger than memory" in the scaling guide).
         y : None
             Ignored; present for API consistency.
 
@@ -144,10 +149,15 @@ class HammingNeighbors(BaseEstimator):
         validate_params(self)
         check_n_jobs(self.n_jobs)
         device = resolve_device(self.device, fallback="raise")
+        if device == "cpu" and is_on_disk(X):
+            # Codes on disk stay there: the scan reads them in blocks (see ``_out_of_core``).
+            self._index, self.n_bits_ = disk_index(self, X)
+            self.n_samples_fit_ = self._index.n
+            return self
         packed, n_bits = self._as_packed(X, reset=True)
         if packed.flags.writeable and isinstance(X, np.ndarray) and np.may_share_memory(packed, X):
             # Packed input passes the check without a copy; the index must not change when the caller
-            # later writes into their array. A read-only memory map is read in place.
+            # later writes into their array.
             packed = packed.copy()
         self.n_bits_ = n_bits
         self.n_samples_fit_ = packed.shape[0]
@@ -381,7 +391,7 @@ class HammingNeighbors(BaseEstimator):
         """The index the parameters name now (``set_params`` may have changed device or algorithm)."""
         device = resolve_device(self.device, fallback="raise")
         served = self._served(self.algorithm, device)
-        if self._index.device_name != device or self._index.algorithm != served:
+        if self._index.device_name != device or not self._index.serves(served):
             self._index = make_index(self._index.packed_codes, self.n_bits_, device, self.algorithm)
         self._index.n_jobs = check_n_jobs(self.n_jobs)
         return self._index
