@@ -38,3 +38,24 @@ def brute_loo_map(bits, y):
         hits = np.cumsum(rel)
         aps.append(float(np.sum(hits[rel] / (np.flatnonzero(rel) + 1)) / rel.sum()))
     return float(np.mean(aps))
+
+
+# ---------------------------------------------------------------- the comparison tests (tests/comparison)
+@pytest.fixture(scope="module")
+def compare_data(digits_split):
+    """300 training rows, 50 queries, 200 database rows, as compare's keyword arguments."""
+    X_train, X_test, y_train, y_test = digits_split
+    return dict(X_train=X_train[:300], y_train=y_train[:300], X_query=X_test[:50], y_query=y_test[:50],
+                X_db=X_test[50:250], y_db=y_test[50:250])
+
+
+@pytest.fixture(scope="session")
+def quality():
+    """``quality(result)``: the rows' identity and quality columns (timings and memory left out)."""
+    from skhash.comparison._result import QUALITY_COLUMNS
+
+    def columns(result):
+        keys = ("method", "n_bits", "repeat", "seed", *QUALITY_COLUMNS)
+        return [{k: row.get(k) for k in keys} for row in result.table]
+
+    return columns

@@ -156,3 +156,11 @@ def test_using_a_deep_encoder_does_import_torch():
     code = "import sys, skhash; skhash.OrthoHashEncoder; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_test_modules_have_unique_basenames_and_one_conftest():
+    """The tests run without packages (rootdir on sys.path, ``from conftest import ...``), so two test
+    files or two conftest.py of one name shadow each other and a whole file fails to collect."""
+    tests = pathlib.Path(__file__).resolve().parent
+    names = [p.name for p in tests.rglob("*.py") if "__pycache__" not in p.parts and p.name != "__init__.py"]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
