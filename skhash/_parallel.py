@@ -11,8 +11,6 @@ given, so callers queued behind the lock lose nothing to it.
 import threading
 from contextlib import contextmanager
 
-import numba
-
 _LOCK = threading.RLock()
 
 
@@ -23,6 +21,8 @@ def numba_threads(n_jobs):
     ``None`` keeps the caller's setting; ``-1`` is every thread numba has, ``-2`` all but one, a
     positive number that many (at most numba's count). The caller's setting is restored after.
     """
+    import numba  # here: importing this module (metrics does) must not start numba
+
     with _LOCK:
         old = numba.get_num_threads()
         limit = numba.config.NUMBA_NUM_THREADS

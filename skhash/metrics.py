@@ -33,12 +33,10 @@ import numbers
 from collections import namedtuple
 from collections.abc import Mapping
 
-import numba
 import numpy as np
 
 from ._labels import check_labels
 from ._parallel import numba_threads
-from ._popcount import popcount64
 from ._validation import InputError, check_positive_int
 from .codes import check_codes, pack_bits, pack_words, to_bits
 
@@ -195,144 +193,48 @@ def _check_same_length(a, b, a_name, b_name):
         raise InputError(f"{a_name} has {len(a)} rows and {b_name} has {len(b)}; they must match.")
 
 
-# --------------------------------------------------------------------------------------------------
-# Kernels: one pass over the rankings of all queries, no Python per query
-# --------------------------------------------------------------------------------------------------
+def _kernels():
+    """The numba kernels, imported on first use: ``skhash evaluate`` with labels or revisitop ground truth
+    needs neither numba nor its start-up (about 1 s) for the plain protocols."""
+    from . import _metric_kernels
+
+    return _metric_kernels
 
 
-@numba.njit(inline="always", cache=True)
-def _relevant(qw, dw, qi, dj, multi):
+def _relevance(qw, dw, multi, q_rows, indices):
+    """``rel[i, j]``: whether database item ``indices[i, j]`` is relevant to query ``q_rows[i]``."""
     if multi:
-        for w in range(qw.shape[1]):
-            if qw[qi, w] & dw[dj, w]:
-                return True
-        return False
-    return qw[qi, 0] == dw[dj, 0]
+        return (dw[indices] & qw[q_rows][:, None, :]).any(axis=2)
+    return dw[indices, 0] == qw[q_rows][:, None, 0]
 
 
-@numba.njit(cache=True)
-def _average_precision_kernel(qw, dw, multi, indices, k):
-    n_q = indices.shape[0]
-    aps = np.zeros(n_q)
-    for q in range(n_q):
-        hits = 0
-        total = 0.0
-        for j in range(k):
-            if _relevant(qw, dw, q, indices[q, j], multi):
-                hits += 1
-                total += hits / (j + 1)
-        if hits:
-            aps[q] = total / hits
+def _relevance_chunks(qw, dw, multi, indices, k):
+    """``(rows, rel)`` over blocks of queries, ``rel`` the relevance of their top ``k`` (bounded memory)."""
+    step = max(1, (1 << 24) // max(1, k * dw.shape[1]))
+    for start in range(0, indices.shape[0], step):
+        rows = np.arange(start, min(start + step, indices.shape[0]))
+        yield rows, _relevance(qw, dw, multi, rows, indices[rows, :k])
+
+
+def _average_precisions(qw, dw, multi, indices, k):
+    """HashNet's AP@k of every query: precision at each hit in the top ``k``, averaged over the hits."""
+    aps = np.zeros(indices.shape[0])
+    positions = np.arange(1, k + 1)
+    for rows, rel in _relevance_chunks(qw, dw, multi, indices, k):
+        hits = np.cumsum(rel, axis=1)
+        # cumsum adds left to right as the published loop does (sum's pairwise order rounds differently)
+        total = np.cumsum(rel * (hits / positions), axis=1)[:, -1] if k else np.zeros(len(rows))
+        found = hits[:, -1] if k else np.zeros(len(rows))
+        aps[rows] = np.where(found > 0, total / np.maximum(found, 1), 0.0)
     return aps
 
 
-@numba.njit(cache=True)
-def _hits_at_k_kernel(qw, dw, multi, indices, k):
-    n_q = indices.shape[0]
-    hits = np.zeros(n_q, dtype=np.int64)
-    for q in range(n_q):
-        for j in range(k):
-            if _relevant(qw, dw, q, indices[q, j], multi):
-                hits[q] += 1
+def _hits_at_k(qw, dw, multi, indices, k):
+    """Relevant items in each query's top ``k``."""
+    hits = np.zeros(indices.shape[0], dtype=np.int64)
+    for rows, rel in _relevance_chunks(qw, dw, multi, indices, k):
+        hits[rows] = rel.sum(axis=1)
     return hits
-
-
-@numba.njit(cache=True)
-def _log_comb(n, r):
-    return math.lgamma(n + 1.0) - math.lgamma(r + 1.0) - math.lgamma(n - r + 1.0)
-
-
-@numba.njit(cache=True)
-def _tie_aware_ap_kernel(qw, dw, multi, indices, distances, k):
-    """Expected AP@k when every order inside a group of equal distances is equally likely.
-
-    Groups before the cut at k contribute the expected precision at each position, linear in the
-    group's composition (McSherry & Najork, ECIR 2008). The group the cut goes through decides how many
-    relevant items make the top k, which is the AP's denominator: condition on that hypergeometric count.
-    """
-    n_q, n_r = indices.shape
-    aps = np.zeros(n_q)
-    for q in range(n_q):
-        s = 0  # first position of the current group
-        rel_before = 0
-        expected_sum = 0.0
-        ap = -1.0
-        while s < k:
-            e = s + 1
-            while e < n_r and distances[q, e] == distances[q, s]:
-                e += 1
-            n = e - s
-            r = 0
-            for j in range(s, e):
-                if _relevant(qw, dw, q, indices[q, j], multi):
-                    r += 1
-            if e <= k:
-                if r:
-                    for i in range(1, n + 1):
-                        later = (i - 1) * (r - 1) / (n - 1) if n > 1 else 0.0
-                        expected_sum += (r / n) * (rel_before + 1 + later) / (s + i)
-                rel_before += r
-                s = e
-                continue
-            m = k - s
-            h1 = 0.0
-            h2 = 0.0
-            for i in range(1, m + 1):
-                h1 += 1.0 / (s + i)
-                h2 += (i - 1.0) / (s + i)
-            lo = max(0, m - (n - r))
-            hi = min(r, m)
-            log_total = _log_comb(n, m)
-            ap = 0.0
-            for x in range(lo, hi + 1):
-                if rel_before + x == 0:
-                    continue
-                p = math.exp(_log_comb(r, x) + _log_comb(n - r, m - x) - log_total)
-                inside = x * (rel_before + 1) / m * h1
-                if m > 1:
-                    inside += x * (x - 1.0) / (m * (m - 1.0)) * h2
-                ap += p * (expected_sum + inside) / (rel_before + x)
-            break
-        if ap < 0.0:
-            ap = expected_sum / rel_before if rel_before else 0.0
-        aps[q] = ap
-    return aps
-
-
-@numba.njit(cache=True)
-def _radius_histograms_kernel(qc, dc, qw, dw, multi, n_bits):
-    n_q = qc.shape[0]
-    n_db = dc.shape[0]
-    n_w = qc.shape[1]
-    hist_all = np.zeros((n_q, n_bits + 1), dtype=np.int64)
-    hist_rel = np.zeros((n_q, n_bits + 1), dtype=np.int64)
-    for q in range(n_q):
-        for j in range(n_db):
-            d = 0
-            for w in range(n_w):
-                d += popcount64(qc[q, w] ^ dc[j, w])
-            hist_all[q, d] += 1
-            if _relevant(qw, dw, q, j, multi):
-                hist_rel[q, d] += 1
-    return hist_all, hist_rel
-
-
-@numba.njit(cache=True)
-def _pair_histograms_kernel(c, lw, multi, n_bits):
-    n = c.shape[0]
-    n_w = c.shape[1]
-    intra = np.zeros(n_bits + 1, dtype=np.int64)
-    inter = np.zeros(n_bits + 1, dtype=np.int64)
-    for i in range(n):
-        for j in range(i + 1, n):
-            d = 0
-            for w in range(n_w):
-                d += popcount64(c[i, w] ^ c[j, w])
-            if _relevant(lw, lw, i, j, multi):
-                intra[d] += 1
-            else:
-                inter[d] += 1
-    return intra, inter
 
 
 # --------------------------------------------------------------------------------------------------
@@ -404,9 +306,9 @@ def mean_average_precision(
     if tie_aware:
         dist = _check_distances(distances, idx.shape)
         _check_ties_complete(dist, k, n_db)
-        aps = _tie_aware_ap_kernel(qw, dw, multi, idx, dist, k)
+        aps = _kernels().tie_aware_ap(qw, dw, multi, idx, dist, k)
     else:
-        aps = _average_precision_kernel(qw, dw, multi, idx, k)
+        aps = _average_precisions(qw, dw, multi, idx, k)
     mean = float(aps.mean())
     return (mean, aps) if return_per_query else mean
 
@@ -477,7 +379,7 @@ def precision_at_k(y_query, y_db, indices, *, k=None, return_per_query=False):
     qw, dw, multi = _label_words(y_query, y_db)
     idx = _check_indices(indices, qw.shape[0], dw.shape[0], unique=True)
     k = _check_k(k, idx.shape[1])
-    precisions = _hits_at_k_kernel(qw, dw, multi, idx, k) / k
+    precisions = _hits_at_k(qw, dw, multi, idx, k) / k
     mean = float(precisions.mean())
     return (mean, precisions) if return_per_query else mean
 
@@ -527,7 +429,7 @@ def precision_recall_curve(y_query, y_db, query_codes, db_codes):
     _check_same_length(qb, qw, "query_codes", "y_query")
     _check_same_length(db, dw, "db_codes", "y_db")
     n_bits = qb.shape[1]
-    hist_all, hist_rel = _radius_histograms_kernel(
+    hist_all, hist_rel = _kernels().radius_histograms(
         pack_words(pack_bits(qb)), pack_words(pack_bits(db)), qw, dw, multi, n_bits
     )
     retrieved = np.cumsum(hist_all, axis=1)
@@ -572,7 +474,7 @@ def hamming_separability(codes, y):
     lw, _, multi = _label_words(y, y, query_name="y", db_name="y")
     _check_same_length(bits, lw, "codes", "y")
     n_bits = bits.shape[1]
-    intra, inter = _pair_histograms_kernel(pack_words(pack_bits(bits)), lw, multi, n_bits)
+    intra, inter = _kernels().pair_histograms(pack_words(pack_bits(bits)), lw, multi, n_bits)
     if intra.sum() == 0 or inter.sum() == 0:
         kind = "same-class" if intra.sum() == 0 else "different-class"
         raise InputError(
@@ -929,88 +831,8 @@ def leave_one_out_map(codes, y, k=None):
     words = pack_words(packed, n_bits)
     label_words, _, multi = _label_words(labels, labels[:1], query_name="y", db_name="y")
     with numba_threads(None):  # one caller at a time in numba's parallel kernels
-        aps = _leave_one_out_ap_kernel(words, label_words, multi, k, n_bits)
+        aps = _kernels().leave_one_out_ap(words, label_words, multi, k, n_bits)
     return float(aps.mean())
-
-
-_LOO_QUERY_BLOCK = 64  # queries per task of the parallel loop (each task allocates its scratch once)
-
-
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _leave_one_out_ap_kernel(words, label_words, multi, k, n_bits):
-    """AP@k of every row querying all the others, by one counting pass over the others per query.
-
-    The pass visits the others in index order, so when it meets an item at distance ``d``, the items
-    already counted at ``d`` are exactly those ranked before it in its tie group. A relevant item's rank
-    is then the number of items at smaller distances (known after the pass) plus that count, and its hit
-    number the same for relevant items. Hits are added up in rank order, as mean_average_precision
-    does, so the APs equal its APs bit for bit. One task per block of queries: no result depends on
-    the number of threads.
-    """
-    n, n_words = words.shape
-    words_t = np.ascontiguousarray(words.T)  # word-major: the distance loop runs over contiguous codes
-    aps = np.zeros(n)
-    n_blocks = (n + _LOO_QUERY_BLOCK - 1) // _LOO_QUERY_BLOCK
-    for b in numba.prange(n_blocks):
-        dist = np.empty(n, dtype=np.int64)
-        relevant = np.empty(n, dtype=np.bool_)
-        hit_distance = np.empty(n, dtype=np.int64)  # per relevant item, in index order
-        hit_before_in_tie = np.empty(n, dtype=np.int64)  # items at its distance with a smaller index
-        hit_number_in_tie = np.empty(n, dtype=np.int64)  # relevant items at its distance before it
-        rank_of_hit = np.empty(n, dtype=np.int64)
-        count = np.empty(n_bits + 1, dtype=np.int64)
-        count_relevant = np.empty(n_bits + 1, dtype=np.int64)
-        for q in range(b * _LOO_QUERY_BLOCK, min(n, (b + 1) * _LOO_QUERY_BLOCK)):
-            # Distances and relevance first, in loops the compiler vectorises; then the counting pass.
-            dist[:] = 0
-            for w in range(n_words):
-                word = words_t[w, q]
-                for j in range(n):
-                    dist[j] += popcount64(word ^ words_t[w, j])
-            _relevance_of(label_words, multi, q, relevant)
-            count[:] = 0
-            count_relevant[:] = 0
-            m = 0
-            for part in range(2):  # the others: before q, then after it
-                for j in range(0, q) if part == 0 else range(q + 1, n):
-                    d = dist[j]
-                    if relevant[j]:
-                        hit_distance[m] = d
-                        hit_before_in_tie[m] = count[d]
-                        hit_number_in_tie[m] = count_relevant[d]
-                        count_relevant[d] += 1
-                        m += 1
-                    count[d] += 1
-            # Where each tie group starts, among all others and among the relevant ones.
-            ranked = n_relevant = 0
-            for d in range(n_bits + 1):
-                ranked, count[d] = ranked + count[d], ranked
-                n_relevant, count_relevant[d] = n_relevant + count_relevant[d], n_relevant
-            for i in range(m):
-                d = hit_distance[i]
-                rank_of_hit[count_relevant[d] + hit_number_in_tie[i]] = count[d] + hit_before_in_tie[i]
-            hits = 0
-            total = 0.0
-            for h in range(m):  # in rank order
-                if rank_of_hit[h] >= k:
-                    break
-                hits += 1
-                total += hits / (rank_of_hit[h] + 1)
-            if hits:
-                aps[q] = total / hits
-    return aps
-
-
-@numba.njit(inline="always", cache=True)
-def _relevance_of(label_words, multi, q, out):
-    """``out[j]``: whether row ``j`` is relevant to row ``q`` (equal labels, or a shared label)."""
-    if multi:
-        for j in range(label_words.shape[0]):
-            out[j] = _relevant(label_words, label_words, q, j, True)
-    else:
-        label = label_words[q, 0]
-        for j in range(label_words.shape[0]):
-            out[j] = label_words[j, 0] == label
 
 
 class _LeaveOneOutMAPScorer:

@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "skhash"
 LAYERS = [
     ["skhash._validation", "skhash._streaming", "skhash._popcount", "skhash._parallel", "skhash._labels"],
     ["skhash.codes"],
-    ["skhash.targets", "skhash.io", "skhash._search", "skhash.metrics"],
+    ["skhash.targets", "skhash.io", "skhash._search", "skhash.metrics", "skhash._metric_kernels"],
     ["skhash.datasets"],
     ["skhash.encoders", "skhash.neighbors"],
     ["skhash.dask", "skhash.plotting"],
