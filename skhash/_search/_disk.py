@@ -1,7 +1,7 @@
 """Out-of-core exact search: codes that stay on disk, scanned block by block through the CPU kernels.
 
 A database bigger than memory (a memory-mapped ``.npy`` file, an HDF5 data set) is never loaded: each
-search reads it in blocks of about :data:`BLOCK_BYTES` (16 MiB), in index order, searches every block with the
+search reads it in blocks of about :data:`BLOCK_BYTES` (64 MiB), in index order, searches every block with the
 CPU index of ``_cpu`` (the same numba kernels as in memory), and merges each block's top-k into the
 running top-k. Because blocks come in index order and each block's list is sorted by
 ``(distance, index)``, the merge of two lists is a plain merge that prefers the earlier block on equal
@@ -35,8 +35,9 @@ __all__ = ["DiskIndex", "BLOCK_BYTES", "block_bounds", "merge_topk"]
 
 # Bytes of the file read per block. A searcher keeps two blocks' buffers (raw bytes and word-major
 # copy, about four times this) between searches; a block is big enough that a scan over it dwarfs the
-# per-block overhead (thread hand-off, the kernel's sampled starting cap, the merge).
-BLOCK_BYTES = 16 * 1024**2
+# per-block overhead (thread hand-off, the kernel's sampled starting cap, the merge). 64 MiB, not 16:
+# on the quiet VM, 30M codes cold, one query, 781 -> 1,229 MB/s (35 % -> 65 % of the disk's read rate).
+BLOCK_BYTES = 64 * 1024**2
 
 
 def block_bounds(n, block_rows, min_rows):
