@@ -143,14 +143,20 @@ def _layout(lengths, n_bits, n):
     sizes = (1 << lengths) + 1
     obase = np.zeros(m, dtype=np.int64)
     obase[1:] = np.cumsum(sizes)[:-1]
+    arrays = {name: np.empty(shape, dtype) for name, (shape, dtype) in _table_arrays(lengths, n_bits, n).items()}
+    return _Tables(starts, lengths, masks, obase, **arrays)
+
+
+def _table_arrays(lengths, n_bits, n):
+    """``{name: (shape, dtype)}`` of the tables' large arrays: what a build allocates."""
+    m = len(lengths)
     # Row ids and offsets as uint32 halve the tables' largest arrays; 2**32 rows and more take int64.
     id_dtype = np.uint32 if n < 2**32 else np.int64
-    return _Tables(
-        starts, lengths, masks, obase,
-        offsets=np.empty(int(sizes.sum()), dtype=id_dtype),
-        ids=np.empty(m * n, dtype=id_dtype),
-        codes=np.empty((n_words, m * n), dtype=np.uint64),
-    )
+    return {
+        "offsets": (int(sum((1 << int(b)) + 1 for b in lengths)), id_dtype),
+        "ids": (m * n, id_dtype),
+        "codes": ((max(1, (n_bits + 63) // 64), m * n), np.uint64),
+    }
 
 
 class MihIndex(BaseIndex):
@@ -263,10 +269,12 @@ class MihIndex(BaseIndex):
         return max(1000, int(BUDGET_FRACTION * self._scan_work()))
 
     def table_bytes(self):
-        """Bytes the tables take (the class docstring's formula), before they are built."""
+        """Bytes the tables take, before they are built."""
         lengths = substring_lengths(self.n_bits, self.n, self.n_substrings)
-        words = -(-self.n_bits // 64)
-        return len(lengths) * self.n * (4 + 8 * words) + 4 * sum(2**int(b) + 1 for b in lengths)
+        return sum(
+            int(np.prod(shape)) * np.dtype(dtype).itemsize
+            for shape, dtype in _table_arrays(lengths, self.n_bits, self.n).values()
+        )
 
     def _tables_pay(self, k, n_queries=0):
         """``auto``: whether the tables beat the scan for ``k`` neighbours here (decided once per k).

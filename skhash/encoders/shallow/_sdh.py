@@ -59,7 +59,7 @@ class _SupervisedDiscreteHashing(AnchorKernelEncoder):
 
     def _alternate(self, features, Y, rng):
         """Return the codes' projection ``P`` (n_anchors + 1, n_bits) and set the method's fitted state."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _alternate.")
 
     def fit(self, X, y=None):
         """Fit the codes and the kernel hash function.

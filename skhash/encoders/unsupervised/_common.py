@@ -32,7 +32,7 @@ class UnsupervisedDeepEncoder(DeepHashEncoder):
 
     def _unsupervised_loss(self, x, v, loss_module, state):
         """Scalar loss of a batch of features ``x`` and the head's training output ``v``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _unsupervised_loss.")
 
 
 def mlp(sizes, activation):
