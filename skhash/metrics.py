@@ -223,8 +223,8 @@ def _average_precisions(qw, dw, multi, indices, k):
     for rows, rel in _relevance_chunks(qw, dw, multi, indices, k):
         hits = np.cumsum(rel, axis=1)
         # cumsum adds left to right as the published loop does (sum's pairwise order rounds differently)
-        total = np.cumsum(rel * (hits / positions), axis=1)[:, -1] if k else np.zeros(len(rows))
-        found = hits[:, -1] if k else np.zeros(len(rows))
+        total = np.cumsum(rel * (hits / positions), axis=1)[:, -1]  # k >= 1: checked by the callers
+        found = hits[:, -1]
         aps[rows] = np.where(found > 0, total / np.maximum(found, 1), 0.0)
     return aps
 

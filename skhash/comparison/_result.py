@@ -2,10 +2,12 @@
 
 import csv
 import math
+import os
 
 import numpy as np
 
 from .._validation import InputError
+from ..io import atomic_output
 
 QUALITY_COLUMNS = ("map", "map_easy", "map_hard", "p_at_h2", "separability")
 COLUMNS = (
@@ -80,9 +82,16 @@ class ComparisonResult:
             ) from exc
         return pd.DataFrame(self.table, columns=self._columns())
 
-    def to_csv(self, path):
-        """Write the table to a CSV file, one line per run (empty cells for None)."""
-        with open(path, "w", newline="", encoding="utf-8") as f:
+    def to_csv(self, path, *, overwrite=False):
+        """Write the table to a CSV file, one line per run (empty cells for None).
+
+        The file is written beside ``path`` and renamed into place, so an interrupted write leaves the
+        old file or none; an existing file is replaced only with ``overwrite=True``.
+        """
+        path = os.fspath(path)
+        if os.path.exists(path) and not overwrite:
+            raise InputError(f"{path} already exists; pass overwrite=True to replace it.")
+        with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=self._columns())
             writer.writeheader()
             for row in self.table:

@@ -66,6 +66,22 @@ def test_table_summary_frame_and_csv(result, tmp_path):
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert lines[0].startswith("method,n_bits,repeat,seed,map,p_at_h2,separability,fit_s")
     assert len(lines) == 1 + len(result.table)
+    with pytest.raises(InputError, match="already exists"):  # never replaced unasked
+        result.to_csv(tmp_path / "r.csv")
+    assert (tmp_path / "r.csv").read_text().splitlines() == lines
+
+    class Broken(dict):
+        def items(self):
+            raise KeyboardInterrupt
+
+    result.table.append(Broken(result.table[0]))
+    with pytest.raises(KeyboardInterrupt):  # interrupted mid-write: the old file stays whole
+        result.to_csv(tmp_path / "r.csv", overwrite=True)
+    assert (tmp_path / "r.csv").read_text().splitlines() == lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]
+    result.table.pop()
+    result.to_csv(tmp_path / "r.csv", overwrite=True)
+    assert (tmp_path / "r.csv").read_text().splitlines() == lines
     pd = pytest.importorskip("pandas")
     frame = result.to_frame()
     assert isinstance(frame, pd.DataFrame) and frame.shape[0] == len(result.table)
