@@ -199,16 +199,17 @@ class DiskIndex(BaseIndex):
     def append(self, packed):
         self._tail = np.concatenate([self._tail, packed])
 
-    def read(self, start, stop, buffer=None):
+    def read(self, start, stop, buffer=None, fd=None):
         """Rows ``start:stop`` as checked packed codes (the file's rows, then the appended ones).
 
         ``buffer``, a 1-D uint8 array, is memory to read a memory-mapped file into (reused from block to
-        block, since a fresh allocation costs a page fault per page).
+        block, since a fresh allocation costs a page fault per page); ``fd``, that file opened for
+        reading (:meth:`_opened`; opened here when None).
         """
         n_src = int(self.source.shape[0])
         parts = []
         if start < n_src:
-            raw = self._read_source(start, min(stop, n_src), buffer)
+            raw = self._read_source(start, min(stop, n_src), buffer, fd)
             where = f"{self.name} (rows {start}..{min(stop, n_src) - 1}; row numbers below count from {start})"
             n_bits = self.n_bits if self.packed else None
             parts.append(check_codes(np.asarray(raw), packed=self.packed, n_bits=n_bits, input_name=where)[0])
@@ -224,12 +225,36 @@ class DiskIndex(BaseIndex):
         for start, stop in block_bounds(self.n, self.block_rows, 1):
             yield self.read(start, stop)
 
-    def _read_source(self, start, stop, buffer=None):
+    @contextlib.contextmanager
+    def _opened(self):
+        """The memory-mapped file opened for sequential reading (None for other sources), for one scan.
+
+        One descriptor per scan, so the kernel's read-ahead grows over the whole file, and
+        ``POSIX_FADV_SEQUENTIAL`` doubles it. No ``MADV_WILLNEED`` on the next block: on the VM's disk
+        that second stream of reads cut a single reader from 2.3-2.7 to 1.4-1.7 GB/s.
+        """
+        path = _mapped_file(self.source)
+        if path is None:
+            yield None
+            return
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if hasattr(os, "posix_fadvise"):
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _read_source(self, start, stop, buffer=None, fd=None):
         """Rows ``start:stop`` of the source, as an array in memory (in ``buffer`` when it is big enough)."""
         path = _mapped_file(self.source)
         if path is None:
             raw = self.source[start:stop]
             return raw.compute() if hasattr(raw, "compute") else np.asarray(raw)
+        if fd is None:
+            with self._opened() as fd:
+                return self._read_source(start, stop, buffer, fd)
         # A whole memory-mapped file is read with pread: page faults cost more CPU than the copy, and
         # the CPU is what the scan needs.
         shape = (stop - start,) + self.source.shape[1:]
@@ -239,12 +264,11 @@ class DiskIndex(BaseIndex):
         out = buffer[:n_bytes_read].view(self.source.dtype).reshape(shape)
         view = memoryview(buffer[:n_bytes_read])
         pos = self.source.offset + start * self.source.strides[0]
-        with open(path, "rb", buffering=0) as f:
-            while len(view):
-                got = os.preadv(f.fileno(), [view], pos)
-                if got <= 0:
-                    raise OSError(f"{path!r} ended before row {stop} (was it truncated after fitting?)")
-                view, pos = view[got:], pos + got
+        while len(view):
+            got = os.preadv(fd, [view], pos)
+            if got <= 0:
+                raise OSError(f"{path!r} ended before row {stop} (was it truncated after fitting?)")
+            view, pos = view[got:], pos + got
         return out
 
     def blocks(self, min_rows=1):
@@ -258,14 +282,12 @@ class DiskIndex(BaseIndex):
 
         def load(b):
             start, stop = bounds[b]
-            if b + 1 < len(bounds):
-                self._will_need(*bounds[b + 1])
             db_t, raw = buffers[b % 2]
-            packed = self.read(start, stop, raw)
+            packed = self.read(start, stop, raw, fd)
             return start, packed, fill_word_major(packed, db_t)
 
         try:
-            with concurrent.futures.ThreadPoolExecutor(1) as reader:
+            with self._opened() as fd, concurrent.futures.ThreadPoolExecutor(1) as reader:
                 pending = reader.submit(load, 0)
                 for b in range(len(bounds)):
                     block = pending.result()
@@ -297,18 +319,6 @@ class DiskIndex(BaseIndex):
                 raw = np.empty(raw_bytes, np.uint8)
             buffers.append((db_t, raw))
         return buffers
-
-    def _will_need(self, start, stop):
-        """Ask the kernel to start reading rows ``start:stop`` of a memory-mapped file (a hint only)."""
-        mapped = getattr(self.source, "_mmap", None)
-        stop = min(stop, int(self.source.shape[0]))
-        if mapped is None or start >= stop or not hasattr(mapped, "madvise"):
-            return
-        row = self.source.strides[0]
-        first = (self.source.offset + start * row) // mmap.PAGESIZE * mmap.PAGESIZE
-        last = min(len(mapped), self.source.offset + stop * row)
-        with contextlib.suppress(OSError, ValueError):
-            mapped.madvise(mmap.MADV_WILLNEED, first, last - first)
 
     def _block_index(self, packed, db_t):
         """The CPU index of one block, on the word-major copy already built (its kernels, unchanged)."""
