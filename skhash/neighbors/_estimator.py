@@ -232,7 +232,6 @@ class HammingNeighbors(PersistenceMixin, BaseEstimator):
         """
         check_is_fitted(self, "n_samples_fit_")
         k = check_positive_int(self.n_neighbors if n_neighbors is None else n_neighbors, "n_neighbors")
-        queries, exclude = self._queries(X)
         n_fit = self.n_samples_fit_
         if X is None and k > n_fit - 1:
             raise InputError(
@@ -245,11 +244,15 @@ class HammingNeighbors(PersistenceMixin, BaseEstimator):
                 f"Expected n_neighbors <= n_samples_fit, but n_neighbors = {k}, n_samples_fit = {n_fit}. "
                 "Ask for fewer neighbours or fit more codes."
             )
-        if queries.shape[0] == 0:
-            dist, idx = np.empty((0, k), np.int32), np.empty((0, k), np.int64)
-        else:
-            dist, idx = self._search_index().kneighbors(queries, k, exclude)
-        return (dist, idx) if return_distance else idx
+        dists, idxs = [np.empty((0, k), np.int32)], [np.empty((0, k), np.int64)]
+        for queries, exclude in self._query_blocks(X):
+            if queries.shape[0]:
+                dist, idx = self._search_index().kneighbors(queries, k, exclude)
+                dists.append(dist)
+                idxs.append(idx)
+        if len(idxs) == 2:  # one block: its arrays, not a copy
+            return (dists[1], idxs[1]) if return_distance else idxs[1]
+        return (np.concatenate(dists), np.concatenate(idxs)) if return_distance else np.concatenate(idxs)
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=True):
         """Database codes within a Hamming radius of each query.
@@ -380,12 +383,21 @@ class HammingNeighbors(PersistenceMixin, BaseEstimator):
         min_codes = 1 if reset else 0
         return check_codes(X, packed=self.packed, estimator=self, reset=reset, ensure_min_samples=min_codes)
 
-    def _queries(self, X):
-        """Packed queries and, per query, a database row to leave out (-1 for none)."""
-        if X is None:
-            return self._index.packed_codes, np.arange(self.n_samples_fit_, dtype=np.int64)
-        packed, _ = self._as_packed(X, reset=False)
-        return packed, np.full(packed.shape[0], -1, dtype=np.int64)
+    def _query_blocks(self, X):
+        """Yield packed queries and, per query, a database row to leave out (-1 for none), in blocks.
+
+        ``X=None`` queries the database with itself, in the index's blocks of rows: one block in memory;
+        for codes on disk, blocks read one after the other (each searched against the whole database), so
+        the database is never loaded whole.
+        """
+        if X is not None:
+            packed, _ = self._as_packed(X, reset=False)
+            yield packed, np.full(packed.shape[0], -1, dtype=np.int64)
+            return
+        start = 0
+        for packed in self._index.packed_blocks():
+            yield packed, np.arange(start, start + packed.shape[0], dtype=np.int64)
+            start += packed.shape[0]
 
     def _search_index(self):
         """The index the parameters name now (``set_params`` may have changed device or algorithm)."""
@@ -409,7 +421,13 @@ class HammingNeighbors(PersistenceMixin, BaseEstimator):
             raise InputError("No radius: pass radius=... here or to the constructor.")
         # Clip before floor: a huge radius (1e300: everything) then never overflows an integer.
         max_d = int(math.floor(min(check_nonnegative_real(r, "radius"), self.n_bits_)))
-        queries, exclude = self._queries(X)
-        if queries.shape[0] == 0:
-            return np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.int64)
-        return self._search_index().radius(queries, max_d, exclude, bool(sort_results))
+        parts = [(np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.int64))]
+        for queries, exclude in self._query_blocks(X):
+            if queries.shape[0]:
+                parts.append(self._search_index().radius(queries, max_d, exclude, bool(sort_results)))
+        if len(parts) == 2:
+            return parts[1]
+        # Query blocks follow each other: each block's offsets continue from the entries before it.
+        shifts = np.cumsum([0] + [len(i) for _, _, i in parts[:-1]])
+        offsets = np.concatenate([parts[0][0]] + [off[1:] + shift for (off, _, _), shift in zip(parts[1:], shifts[1:])])
+        return offsets, np.concatenate([d for _, d, _ in parts]), np.concatenate([i for _, _, i in parts])

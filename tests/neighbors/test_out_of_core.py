@@ -104,6 +104,25 @@ def test_fit_reads_a_sample_and_the_scan_reads_blocks(tmp_path):
         assert sum(reads) == 5000 and isinstance(nn._index, DiskIndex)
 
 
+def test_the_database_against_itself_is_read_in_blocks(tmp_path):
+    db = random_codes(np.random.default_rng(4), 3000, 16, 3)
+    reads = []
+    source = StreamedRows(on_disk(tmp_path / "db.npy", db), on_read=reads.append)
+    with small_blocks(16, 700):
+        nn = HammingNeighbors(n_neighbors=4, radius=2).fit(source)
+        reads.clear()
+        got = nn.kneighbors()
+        # Five query blocks, each searched against the five blocks of the database; never a whole read.
+        assert max(reads) <= 700 + 700 and sum(reads) == 3000 + 5 * 3000
+        assert_same(got, brute_kneighbors(db, db, 4, self_exclude=True))
+        graph = nn.radius_neighbors_graph(mode="distance", sort_results=True)
+        ref_d, ref_i = brute_radius(db, db, 2, sort=True, self_exclude=True)
+        np.testing.assert_array_equal(graph.indptr, np.cumsum([0] + [len(i) for i in ref_i]))
+        np.testing.assert_array_equal(graph.indices, np.concatenate(ref_i))
+        np.testing.assert_array_equal(graph.data, np.concatenate(ref_d))
+        assert isinstance(nn._index, DiskIndex)
+
+
 def test_bad_rows_beyond_the_sample_are_found_during_the_scan(tmp_path):
     db = random_codes(np.random.default_rng(2), 4000, 16)
     db[3500, 2] = 7  # uint8 above 1: packed bytes, never read as bits
