@@ -582,7 +582,7 @@ def cmd_search(args):
 
     check_output(args, "--out", args.out, inputs=("--db", "--queries", "--rerank", "--query-features"))
     _check_rerank_flags(args)
-    db, db_bits = read_codes(args.db)
+    db, db_bits = _database_codes(args.db)
     if args.queries is not None:
         queries, q_bits = read_codes(args.queries)
         if q_bits != db_bits:
@@ -609,6 +609,23 @@ def cmd_search(args):
     _write_atomically(args.out, lambda tmp: write_rankings(tmp, distances, indices, attrs=attrs))
     _say(args, f"wrote the top {k} of {indices.shape[0]:,} queries to {args.out}")
     return 0
+
+
+def _database_codes(spec):
+    """--db as packed codes and their bit count, its rows not read when the search can read them in blocks.
+
+    Packed codes of whole bytes (what ``skhash encode`` writes for 8, 16, ..., 128 bits) stay in their
+    file: the CPU search reads them block by block (out of core), a GPU or Dask search reads them itself.
+    Other layouts are read and checked here: bit columns, whose values must be 0 or 1, and packed codes
+    with padding bits, which must be zero.
+    """
+    from .io import code_file_layout, open_h5, read_codes
+
+    arr = open_h5(spec)
+    n_bits, packed = code_file_layout(arr, spec)
+    if packed and n_bits % 8 == 0:
+        return arr, n_bits
+    return read_codes(spec)
 
 
 def _check_rerank_flags(args):

@@ -250,6 +250,26 @@ def test_npy_inputs_work_like_hdf5(files, tmp_path):
         np.testing.assert_array_equal(f["indices"][...], expected)
 
 
+def test_search_reads_packed_database_codes_in_blocks(pipeline, tmp_path, monkeypatch):
+    import skhash._search._disk as disk
+
+    r = pipeline
+    scans = []
+    scan = disk.DiskIndex.kneighbors
+    monkeypatch.setattr(disk.DiskIndex, "kneighbors", lambda self, *a: scans.append(self.block_rows) or scan(self, *a))
+    monkeypatch.setattr(disk, "BLOCK_BYTES", 3 * 100)  # blocks of 100 of the 600 24-bit codes
+    run("search", "--db", r / "db_codes.h5", "--queries", f"{r}/q_codes.h5:q", "-k", 50, "--out", tmp_path / "r.h5")
+    assert scans == [100]  # the database file was searched in place, not read into memory
+    with h5py.File(tmp_path / "r.h5", "r") as got, h5py.File(r / "ranks.h5", "r") as ref:
+        np.testing.assert_array_equal(got["indices"][...], ref["indices"][...])
+        np.testing.assert_array_equal(got["distances"][...], ref["distances"][...])
+    run("search", "--db", r / "db_codes.h5", "-k", 7, "--out", tmp_path / "self.h5")
+    assert len(scans) == 1 + 6  # the database against itself: six blocks of queries
+    with h5py.File(r / "db_codes.h5", "r") as f, h5py.File(tmp_path / "self.h5", "r") as got:
+        expected = HammingNeighbors(n_neighbors=7, packed=True).fit(f["codes"][...]).kneighbors()[1]
+        np.testing.assert_array_equal(got["indices"][...], expected)
+
+
 @pytest.mark.parametrize("method", ["csq", "greedyhash"])
 def test_fit_passes_the_method_and_its_parameters(files, tmp_path, method):
     r = files["root"]
