@@ -21,6 +21,7 @@ import contextlib
 import mmap
 import os
 import sys
+import weakref
 
 import numba
 import numpy as np
@@ -128,6 +129,47 @@ def _mapped_file(source):
     return source.filename
 
 
+def _mapping_inode(array):
+    """The inode of the file mapped at ``array``'s data, from ``/proc/self/maps``; None where unknown."""
+    address = array.ctypes.data
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                lo, hi = (int(a, 16) for a in fields[0].split("-"))
+                if lo <= address < hi:
+                    return int(fields[4]) or None
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _open_mapped_file(source):
+    """A descriptor of the very file ``source`` maps, opened for sequential reading; None if not shown to be it.
+
+    The scan reads a memory-mapped file with ``pread`` (page faults cost more CPU than the copy, and the
+    CPU is what the scan needs) through a descriptor opened once, here: if the file is later replaced
+    at its path (a new save renamed over it), the searcher still reads the codes it was fitted on, as the
+    map does. The descriptor is used only if its inode is the one the map shows (the path may have been
+    replaced between the map and now); otherwise, and where the mappings cannot be read (no ``/proc``),
+    the scan reads through the map itself. ``POSIX_FADV_SEQUENTIAL`` doubles the kernel's read-ahead.
+    """
+    path = _mapped_file(source)
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    if os.fstat(fd).st_ino != _mapping_inode(source):
+        os.close(fd)
+        return None
+    if hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    return fd
+
+
 def _local_exclude(exclude, start, stop):
     """``exclude`` as rows of the block ``start:stop`` (-1 where the excluded row is elsewhere)."""
     inside = (exclude >= start) & (exclude < stop)
@@ -180,6 +222,9 @@ class DiskIndex(BaseIndex):
         self.n_jobs = n_jobs
         self.name = name
         self._tail = np.empty((0, n_bytes(n_bits)), np.uint8)
+        self._fd = _open_mapped_file(source)
+        if self._fd is not None:
+            weakref.finalize(self, os.close, self._fd)
 
     @property
     def n(self):
@@ -204,22 +249,21 @@ class DiskIndex(BaseIndex):
     def _reads_into_buffer(self):
         """Whether blocks are read into the searcher's own buffers: a whole memory-mapped file (``pread``)
         or an HDF5 data set (``read_direct``, 1.5x the rate of a slice, which allocates every block)."""
-        return _mapped_file(self.source) is not None or hasattr(self.source, "read_direct")
+        return self._fd is not None or hasattr(self.source, "read_direct")
 
     def append(self, packed):
         self._tail = np.concatenate([self._tail, packed])
 
-    def read(self, start, stop, buffer=None, fd=None):
+    def read(self, start, stop, buffer=None):
         """Rows ``start:stop`` as checked packed codes (the file's rows, then the appended ones).
 
-        ``buffer``, a 1-D uint8 array, is memory to read a memory-mapped file into (reused from block to
-        block, since a fresh allocation costs a page fault per page); ``fd``, that file opened for
-        reading (:meth:`_opened`; opened here when None).
+        ``buffer``, a 1-D uint8 array, is memory to read a memory-mapped file or an HDF5 data set into
+        (reused from block to block, since a fresh allocation costs a page fault per page).
         """
         n_src = int(self.source.shape[0])
         parts = []
         if start < n_src:
-            raw = self._read_source(start, min(stop, n_src), buffer, fd)
+            raw = self._read_source(start, min(stop, n_src), buffer)
             where = f"{self.name} (rows {start}..{min(stop, n_src) - 1}; row numbers below count from {start})"
             n_bits = self.n_bits if self.packed else None
             parts.append(check_codes(np.asarray(raw), packed=self.packed, n_bits=n_bits, input_name=where)[0])
@@ -235,51 +279,24 @@ class DiskIndex(BaseIndex):
         for start, stop in block_bounds(self.n, self.block_rows, 1):
             yield self.read(start, stop)
 
-    @contextlib.contextmanager
-    def _opened(self):
-        """The memory-mapped file opened for sequential reading (None for other sources), for one scan.
-
-        One descriptor per scan, so the kernel's read-ahead grows over the whole file, and
-        ``POSIX_FADV_SEQUENTIAL`` doubles it. No ``MADV_WILLNEED`` on the next block: on the VM's disk
-        that second stream of reads cut a single reader from 2.3-2.7 to 1.4-1.7 GB/s.
-        """
-        path = _mapped_file(self.source)
-        if path is None:
-            yield None
-            return
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if hasattr(os, "posix_fadvise"):
-                with contextlib.suppress(OSError):
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            yield fd
-        finally:
-            os.close(fd)
-
-    def _read_source(self, start, stop, buffer=None, fd=None):
+    def _read_source(self, start, stop, buffer=None):
         """Rows ``start:stop`` of the source, as an array in memory (in ``buffer`` when it is big enough)."""
-        path = _mapped_file(self.source)
-        if path is None and buffer is not None and hasattr(self.source, "read_direct"):
+        if self._fd is not None:
+            out = self._buffer_rows(buffer, stop - start)
+            view = memoryview(out.reshape(-1).view(np.uint8))
+            pos = self.source.offset + start * self.source.strides[0]
+            while len(view):
+                got = os.preadv(self._fd, [view], pos)
+                if got <= 0:
+                    raise OSError(f"{self.source.filename!r} ended before row {stop} (was it truncated after fitting?)")
+                view, pos = view[got:], pos + got
+            return out
+        if buffer is not None and hasattr(self.source, "read_direct"):
             out = self._buffer_rows(buffer, stop - start)
             self.source.read_direct(out, np.s_[start:stop], np.s_[0 : stop - start])
             return out
-        if path is None:
-            raw = self.source[start:stop]
-            return raw.compute() if hasattr(raw, "compute") else np.asarray(raw)
-        if fd is None:
-            with self._opened() as fd:
-                return self._read_source(start, stop, buffer, fd)
-        # A whole memory-mapped file is read with pread: page faults cost more CPU than the copy, and
-        # the CPU is what the scan needs.
-        out = self._buffer_rows(buffer, stop - start)
-        view = memoryview(out.reshape(-1).view(np.uint8))
-        pos = self.source.offset + start * self.source.strides[0]
-        while len(view):
-            got = os.preadv(fd, [view], pos)
-            if got <= 0:
-                raise OSError(f"{path!r} ended before row {stop} (was it truncated after fitting?)")
-            view, pos = view[got:], pos + got
-        return out
+        raw = self.source[start:stop]
+        return raw.compute() if hasattr(raw, "compute") else np.asarray(raw)
 
     def _buffer_rows(self, buffer, rows):
         """``rows`` rows of the source's shape and dtype in ``buffer`` (new memory when it is None or short)."""
@@ -300,11 +317,11 @@ class DiskIndex(BaseIndex):
         def load(b):
             start, stop = bounds[b]
             db_t, raw = buffers[b % 2]
-            packed = self.read(start, stop, raw, fd)
+            packed = self.read(start, stop, raw)
             return start, packed, fill_word_major(packed, db_t)
 
         try:
-            with self._opened() as fd, concurrent.futures.ThreadPoolExecutor(1) as reader:
+            with concurrent.futures.ThreadPoolExecutor(1) as reader:
                 pending = reader.submit(load, 0)
                 for b in range(len(bounds)):
                     block = pending.result()

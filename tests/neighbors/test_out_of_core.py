@@ -123,6 +123,33 @@ def test_the_database_against_itself_is_read_in_blocks(tmp_path):
         assert isinstance(nn._index, DiskIndex)
 
 
+def test_a_file_replaced_after_fit_is_not_read(tmp_path):
+    rng = np.random.default_rng(5)
+    db = pack_bits(random_codes(rng, 2000, 64, 3))
+    queries = pack_bits(random_codes(rng, 9, 64))
+    path = tmp_path / "db.npy"
+    nn = HammingNeighbors(n_neighbors=6, packed=True).fit(on_disk(path, db))
+    assert nn._index._fd is not None  # read with pread, through the descriptor opened at fit
+    ref = HammingNeighbors(n_neighbors=6, packed=True).fit(db).kneighbors(queries)
+    np.save(tmp_path / "new.npy", db[::-1][:1500])
+    (tmp_path / "new.npy").replace(path)  # a new file renamed over the path, as an atomic save does
+    with small_blocks(8, 300):
+        assert_same(nn.kneighbors(queries), ref)
+
+
+def test_a_map_of_another_file_than_the_path_is_read_through_the_map(tmp_path):
+    rng = np.random.default_rng(6)
+    db = pack_bits(random_codes(rng, 1000, 64, 3))
+    path = tmp_path / "db.npy"
+    mm = on_disk(path, db)
+    np.save(tmp_path / "new.npy", db[::-1])
+    (tmp_path / "new.npy").replace(path)  # replaced between the map and the fit
+    nn = HammingNeighbors(n_neighbors=6, packed=True).fit(mm)
+    assert nn._index._fd is None
+    with small_blocks(8, 300):
+        assert_same(nn.kneighbors(db[:5]), HammingNeighbors(n_neighbors=6, packed=True).fit(db).kneighbors(db[:5]))
+
+
 def test_bad_rows_beyond_the_sample_are_found_during_the_scan(tmp_path):
     db = random_codes(np.random.default_rng(2), 4000, 16)
     db[3500, 2] = 7  # uint8 above 1: packed bytes, never read as bits
