@@ -8,6 +8,10 @@ each array the index's :meth:`~skhash._search.BaseIndex.state_arrays` returned (
 multi-index-hashing index). Loading checks every field and array against the others before anything
 is built, so a corrupt, truncated or hostile file raises :class:`~skhash._validation.InputError`; no
 code in the file is ever executed (there is none to execute: no pickle anywhere).
+
+``load(path, mmap_mode="r")`` maps ``codes.npy`` in place inside the archive instead of reading it
+(members are stored uncompressed) and searches it out of core, as a searcher fitted on a memory-mapped
+``.npy`` file does; what is checked then, and when, is in :meth:`PersistenceMixin.load`.
 """
 
 import numbers
@@ -17,9 +21,12 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from .._search._classes import index_class
+from .._search._disk import DiskIndex
+from .._streaming import iter_row_chunks
 from .._validation import InputError, check_n_jobs, check_positive_int, validate_params
 from ..codes import check_codes, n_bytes
 from ..io import ArrayBlocks, read_archive, write_archive
+from ._out_of_core import SAMPLE_ROWS
 
 __all__ = ["PersistenceMixin", "to_faiss", "FORMAT", "VERSION"]
 
@@ -27,6 +34,9 @@ FORMAT = "skhash.HammingNeighbors"
 VERSION = 1
 CODES = "codes"
 STATE_PREFIX = "state."
+MMAP_MODES = (None, "r")
+# Rows per block when the codes of a mapped multi-index-hashing searcher are checked at load.
+CHECK_ROWS = 1 << 20
 
 
 class PersistenceMixin:
@@ -74,12 +84,30 @@ class PersistenceMixin:
         write_archive(path, meta, {CODES: codes, **state}, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, *, mmap_mode=None, verify=True):
         """A searcher saved by :meth:`save`, ready to search (on the CPU index unless its ``device`` says otherwise).
 
         Parameters
         ----------
         path : str or path-like
+        mmap_mode : {None, "r"}, default=None
+            ``None`` reads the codes into memory. ``"r"`` memory-maps them read-only in place inside the
+            archive (stored uncompressed, so the map is the file's own bytes) and searches them out of
+            core, as a searcher fitted on ``np.load(file, mmap_mode="r")`` does: a scan (``"brute"``,
+            or ``"auto"`` saved without tables) reads the map in blocks at every search and never holds
+            all the codes; a multi-index-hashing searcher holds its tables in memory (they are read
+            as always) and verifies candidates against the mapped codes. The map holds the file that
+            was loaded: replacing ``path`` later (``save(path, overwrite=True)`` renames a new file into
+            place) does not change this searcher's answers. Changing the file's bytes in place, which
+            skhash never does, is undefined (shortening it can crash the process, as with any map).
+        verify : bool, default=True
+            With ``mmap_mode="r"``: read the mapped codes once at load, a block at a time, to verify
+            their CRC-32 (memory: one block; time: one sequential read of the codes, which also warms
+            the page cache). ``False`` loads in constant time but leaves the codes' bytes unverified:
+            a flipped bit in a code's data is still a valid code, so only the checksum can notice it.
+            The rules of codes (padding bits zero) are checked either way: on the first 1,024 codes at
+            load and on every block as a scan reads it, or on every code at load for a
+            multi-index-hashing searcher. Ignored without ``mmap_mode``: reading verifies everything.
 
         Returns
         -------
@@ -89,10 +117,29 @@ class PersistenceMixin:
         ------
         InputError
             If the file is missing (also a ``FileNotFoundError``), is not a saved searcher, or is
-            corrupt, truncated or inconsistent in any field.
+            corrupt, truncated or inconsistent in any field; or ``mmap_mode`` is not None or ``"r"``.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from skhash.neighbors import HammingNeighbors
+        >>> nn = HammingNeighbors(n_neighbors=2).fit([[0, 0, 1], [1, 1, 1], [1, 0, 0]])
+        >>> path = os.path.join(tempfile.mkdtemp(), "searcher.npz")
+        >>> nn.save(path)
+        >>> mapped = HammingNeighbors.load(path, mmap_mode="r")
+        >>> isinstance(mapped._index.source, np.memmap)  # the codes stay in the file
+        True
+        >>> mapped.kneighbors([[1, 1, 0]])
+        (array([[1, 1]], dtype=int32), array([[1, 2]]))
         """
         path = os.fspath(path)
-        meta, arrays = read_archive(path, what="saved searcher")
+        if mmap_mode not in MMAP_MODES:
+            raise InputError(f"mmap_mode must be None or 'r' (a saved searcher is never written), got {mmap_mode!r}.")
+        if not isinstance(verify, (bool, np.bool_)):
+            raise InputError(f"verify must be True or False, got {verify!r}.")
+        mapped = (CODES,) if mmap_mode == "r" else ()
+        meta, arrays = read_archive(path, what="saved searcher", mapped=mapped, verify=bool(verify))
         return _restore(cls, path, meta, arrays)
 
 
@@ -138,7 +185,11 @@ def _restore(cls, path, meta, arrays):
             f"{path!r}: codes must be uint8 of shape ({n_samples}, {n_bytes(n_bits)}) for {n_samples} codes of "
             f"{n_bits} bits, got {codes.dtype} of shape {codes.shape}."
         )
-    codes, _ = check_codes(codes, packed=True, n_bits=n_bits, input_name=f"{path!r}: codes")
+    mapped = isinstance(codes, np.memmap)
+    # Codes in memory are checked whole; mapped ones on a sample here, the rest as they are read.
+    sample = codes[:SAMPLE_ROWS] if mapped else codes
+    checked, _ = check_codes(np.asarray(sample), packed=True, n_bits=n_bits, input_name=f"{path!r}: codes")
+    codes = codes if mapped else checked
     width = n_bytes(n_bits) if estimator.packed else n_bits
     if estimator.packed and n_bits != 8 * width:
         raise InputError(f"{path!r}: a searcher of packed codes has 8 bits per byte, but n_bits is {n_bits}.")
@@ -149,14 +200,19 @@ def _restore(cls, path, meta, arrays):
         not isinstance(names, list) or len(names) != width or not all(isinstance(n, str) for n in names)
     ):
         raise InputError(f"{path!r}: feature_names_in must be None or {width} strings.")
-    klass = index_class(_field(index_meta, "algorithm", str, path))
+    algorithm = _field(index_meta, "algorithm", str, path)
+    klass = index_class(algorithm)
     state = {name[len(STATE_PREFIX) :]: arrays[name] for name in state_names}
-    try:
-        index = klass.from_state(codes, n_bits, state)
-    except InputError:
-        raise
-    except (ValueError, TypeError, IndexError, KeyError) as exc:
-        raise InputError(f"{path!r}: the saved {klass.__name__} state is inconsistent ({exc}).") from exc
+    index = _mapped_scan(estimator, codes, n_bits, algorithm, state, path) if mapped else None
+    if index is None:
+        if mapped:
+            _check_all_codes(codes, n_bits, path)
+        try:
+            index = klass.from_state(codes, n_bits, state)
+        except InputError:
+            raise
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise InputError(f"{path!r}: the saved {klass.__name__} state is inconsistent ({exc}).") from exc
     estimator._index = index
     estimator.n_bits_ = n_bits
     estimator.n_samples_fit_ = n_samples
@@ -164,6 +220,28 @@ def _restore(cls, path, meta, arrays):
     if names is not None:
         estimator.feature_names_in_ = np.asarray(names, dtype=object)
     return estimator
+
+
+def _mapped_scan(estimator, codes, n_bits, algorithm, state, path):
+    """The out-of-core scan of mapped ``codes``, when the saved index is a scan (no tables); else None.
+
+    The scan reads a view of the map, not the map itself: the index reads a map it is handed by its
+    file's path (``pread``, ``skhash._search._disk``), and the path may name a newer file by then, while
+    the map and its views read the file that was loaded.
+    """
+    if state:
+        return None
+    index = DiskIndex(codes[:], n_bits, packed=True, n_jobs=estimator.n_jobs, name=f"{path!r}: codes")
+    return index if index.serves(algorithm) else None
+
+
+def _check_all_codes(codes, n_bits, path):
+    """Check every mapped code (an index with tables verifies candidates with no check of its own)."""
+    if n_bits % 8 == 0:
+        return  # no padding bits: every byte string is a valid code, and only the checksum can tell
+    for start, block in iter_row_chunks(codes, CHECK_ROWS):
+        where = f"{path!r}: codes (rows {start}..{start + len(block) - 1}; row numbers below count from {start})"
+        check_codes(np.asarray(block), packed=True, n_bits=n_bits, input_name=where)
 
 
 def _positive(value, name, path):

@@ -246,14 +246,15 @@ def _npy_header(shape):
     return buf.getvalue()
 
 
-def test_hostile_files_raise_input_errors_and_run_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mmap_mode", [None, "r"])
+def test_hostile_files_raise_input_errors_and_run_nothing(tmp_path, monkeypatch, mmap_mode):
     monkeypatch.chdir(tmp_path)
     _, path = saved(tmp_path)
     for name, (target, content, match) in hostile_cases(tmp_path, path).items():
         if content is not None:
             target.write_bytes(content)
         with pytest.raises(InputError, match=match):
-            HammingNeighbors.load(target)
+            HammingNeighbors.load(target, mmap_mode=mmap_mode)
     assert not (tmp_path / "PWNED").exists()
 
 
