@@ -28,23 +28,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench_out_of_core import drop_cache, write_codes  # noqa: E402 (this folder is on the path)
 from skhash.neighbors import HammingNeighbors  # noqa: E402
 
 MODES = {"in memory": {}, "mapped, verify": {"mmap_mode": "r"}, "mapped, no verify": {"mmap_mode": "r", "verify": False}}
 
 
-def evict(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def measure(path, kwargs, query, cold):
     if cold:
-        evict(path)
+        drop_cache(path)
     tracemalloc.start()
     t = time.perf_counter()
     nn = HammingNeighbors.load(path, **kwargs)
@@ -67,11 +59,7 @@ def main():
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(0)
     npy, archive = os.path.join(folder, "db.npy"), os.path.join(folder, "searcher.npz")
-    db = np.lib.format.open_memmap(npy, "w+", np.uint8, (args.n, 8))
-    for start in range(0, args.n, 1 << 22):
-        db[start : start + (1 << 22)] = rng.integers(0, 256, (min(1 << 22, args.n - start), 8), dtype=np.uint8)
-    db.flush()
-    del db
+    write_codes(npy, args.n, 8, seed=0)
     t = time.perf_counter()
     HammingNeighbors(packed=True).fit(np.load(npy, mmap_mode="r")).save(archive, overwrite=True)
     print(f"{args.n:,} codes, archive {os.path.getsize(archive) / 1e6:.0f} MB saved (streamed) in "
