@@ -22,6 +22,7 @@ import json
 import math
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -131,6 +132,7 @@ def read_archive(path, *, what="archive", mapped=(), verify=True):
         corrupt, or holds anything but JSON metadata and numeric arrays.
     """
     path = os.fspath(path)
+    mapped = frozenset(mapped)
     if not os.path.isfile(path):
         raise InputFileNotFoundError(f"{what} not found: {path!r}.")
     try:
@@ -149,14 +151,15 @@ def read_archive(path, *, what="archive", mapped=(), verify=True):
     except InputError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
-            RuntimeError, OverflowError, struct.error) as exc:
+            RuntimeError, OverflowError, struct.error, tokenize.TokenError) as exc:
+        # (numpy parses a .npy header with ``tokenize``: a damaged one can raise its TokenError)
         raise InputError(f"{path!r} is not a readable skhash {what}: it is truncated or corrupt ({exc}).") from exc
     return meta, arrays
 
 
 def _checked_members(z, path, what):
     infos = z.infolist()
-    size = os.path.getsize(path)
+    size = _file_size(z)
     if len(infos) > MAX_MEMBERS:
         raise InputError(f"{path!r}: {len(infos)} members; a skhash {what} has a few.")
     by_name = {}
@@ -231,7 +234,12 @@ def _read_npy(z, info, path):
 def _member_end(z, info):
     """Where the bytes after ``info``'s member begin: the next member's header, or the central directory."""
     later = [i.header_offset for i in z.infolist() if i.header_offset > info.header_offset]
-    return min(later, default=getattr(z, "start_dir", os.fstat(z.fp.fileno()).st_size))
+    return min(later, default=getattr(z, "start_dir", _file_size(z)))
+
+
+def _file_size(z):
+    """The size of the file ``z`` reads (the open one: ``path`` may name another by now)."""
+    return os.fstat(z.fp.fileno()).st_size
 
 
 def _map_npy(fh, info, end, path, verify):
@@ -306,18 +314,17 @@ def _zip64_sizes(extra, csize, usize, where):
 
 def _verify_crc(fh, start, info, where):
     """Read the member once, a block at a time, and compare its CRC-32 with the central directory's."""
-    fd = fh.fileno()
     if hasattr(os, "posix_fadvise"):
         with contextlib.suppress(OSError):  # advice only: a file system may not take it
-            os.posix_fadvise(fd, start, info.file_size, os.POSIX_FADV_SEQUENTIAL)
-    buffer = bytearray(min(VERIFY_BLOCK_BYTES, max(1, info.file_size)))
-    crc, pos, left = 0, start, info.file_size
+            os.posix_fadvise(fh.fileno(), start, info.file_size, os.POSIX_FADV_SEQUENTIAL)
+    buffer = memoryview(bytearray(min(VERIFY_BLOCK_BYTES, max(1, info.file_size))))
+    fh.seek(start)
+    crc, left = 0, info.file_size
     while left:
-        view = memoryview(buffer)[: min(left, len(buffer))]
-        got = os.preadv(fd, [view], pos)
-        if got <= 0:
+        got = fh.readinto(buffer[: min(left, len(buffer))])
+        if not got:
             raise InputError(f"{where}: ends early (truncated).")
-        crc = zlib.crc32(view[:got], crc)
-        pos, left = pos + got, left - got
+        crc = zlib.crc32(buffer[:got], crc)
+        left -= got
     if crc != info.CRC:
         raise InputError(f"{where}: bad CRC-32 {crc:#010x}, the archive records {info.CRC:#010x}: the file is corrupt.")

@@ -216,3 +216,31 @@ def test_replacing_the_file_leaves_the_loaded_searcher_alone(tmp_path, algorithm
         reloaded = HammingNeighbors.load(path, mmap_mode="r")
         assert_same(reloaded.kneighbors(QUERIES), new.kneighbors(QUERIES))
     assert not np.array_equal(old.kneighbors(QUERIES)[1], new.kneighbors(QUERIES)[1])  # the test can fail
+
+
+# ---------------------------------------------------------------------- any byte
+
+
+@pytest.mark.parametrize("algorithm, mmap_mode, stride", [("brute", "r", 1), ("mih", "r", 23), ("brute", None, 3)])
+def test_any_flipped_byte_is_refused_or_changes_nothing(tmp_path, algorithm, mmap_mode, stride):
+    """Never a crash, never silently wrong: whatever byte of the file changes, the mapped load raises an
+    InputError that names the file, or answers exactly as the original (a byte no check covers, such as a
+    header's timestamp, changes nothing that is read)."""
+    nn = HammingNeighbors(n_neighbors=5, algorithm=algorithm, n_jobs=1).fit(BITS[:200])
+    path = save(tmp_path / "nn.npz", nn)
+    data = path.read_bytes()
+    expected = nn.kneighbors(QUERIES)
+    target = tmp_path / "flipped.npz"
+    outcomes = {"refused": 0, "same": 0}
+    for at in range(0, len(data), stride):
+        target.write_bytes(data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1 :])
+        try:
+            loaded = HammingNeighbors.load(target, mmap_mode=mmap_mode)
+            got = loaded.kneighbors(QUERIES)
+        except InputError as exc:
+            assert repr(os.fspath(target)) in str(exc), (at, exc)
+            outcomes["refused"] += 1
+        else:
+            assert_same(got, expected)
+            outcomes["same"] += 1
+    assert outcomes["refused"] > 0.9 * sum(outcomes.values()), outcomes
