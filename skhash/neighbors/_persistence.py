@@ -209,8 +209,8 @@ def _restore(cls, path, meta, arrays):
             _check_all_codes(codes, n_bits, path)
         try:
             index = klass.from_state(codes, n_bits, state)
-        except InputError:
-            raise
+        except InputError as exc:
+            raise InputError(f"{path!r}: {exc}") from exc  # the index's own check does not know the file
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             raise InputError(f"{path!r}: the saved {klass.__name__} state is inconsistent ({exc}).") from exc
     estimator._index = index

@@ -202,6 +202,14 @@ def test_bad_padding_bits_past_the_sample_are_caught(tmp_path):
                     HammingNeighbors.load(target, mmap_mode="r")
 
 
+@pytest.mark.parametrize("mmap_mode", [None, "r"])
+def test_tables_of_other_codes_are_refused_naming_the_file(tmp_path, mmap_mode):
+    path = save(tmp_path / "mih.npz", fitted("mih"))
+    other = rewrite(path, tmp_path / "other.npz", arrays={"codes": pack_bits(random_codes(RNG, 600, 70))})
+    with pytest.raises(InputError, match=error_naming(other, "do not match the codes")):
+        HammingNeighbors.load(other, mmap_mode=mmap_mode)
+
+
 # ---------------------------------------------------------------------- the file replaced
 
 
