@@ -225,13 +225,12 @@ def _restore(cls, path, meta, arrays):
 def _mapped_scan(estimator, codes, n_bits, algorithm, state, path):
     """The out-of-core scan of mapped ``codes``, when the saved index is a scan (no tables); else None.
 
-    The scan reads a view of the map, not the map itself: the index reads a map it is handed by its
-    file's path (``pread``, ``skhash._search._disk``), and the path may name a newer file by then, while
-    the map and its views read the file that was loaded.
+    The scan reads the archive through a descriptor it opens now and checks to be the mapped file
+    (``skhash._search._disk``), so a file saved over ``path`` later is not what it reads.
     """
     if state:
         return None
-    index = DiskIndex(codes[:], n_bits, packed=True, n_jobs=estimator.n_jobs, name=f"{path!r}: codes")
+    index = DiskIndex(codes, n_bits, packed=True, n_jobs=estimator.n_jobs, name=f"{path!r}: codes")
     return index if index.serves(algorithm) else None
 
 
