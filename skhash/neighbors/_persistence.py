@@ -96,9 +96,10 @@ class PersistenceMixin:
             core, as a searcher fitted on ``np.load(file, mmap_mode="r")`` does: a scan (``"brute"``,
             or ``"auto"`` saved without tables) reads the map in blocks at every search and never holds
             all the codes; a multi-index-hashing searcher holds its tables in memory (they are read
-            as always) and verifies candidates against the mapped codes. The map holds the file that
-            was loaded: replacing ``path`` later (``save(path, overwrite=True)`` renames a new file into
-            place) does not change this searcher's answers. Changing the file's bytes in place, which
+            as always) and verifies candidates against the mapped codes. The searcher keeps the file
+            that was loaded (its map, and the scan's open descriptor): replacing ``path`` later
+            (``save(path, overwrite=True)`` renames a new file into place) does not change this
+            searcher's answers. Changing the file's bytes in place, which
             skhash never does, is undefined (shortening it can crash the process, as with any map).
         verify : bool, default=True
             With ``mmap_mode="r"``: read the mapped codes once at load, a block at a time, to verify
