@@ -31,7 +31,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from bench_out_of_core import drop_cache, write_codes  # noqa: E402 (this folder is on the path)
 from skhash.neighbors import HammingNeighbors  # noqa: E402
 
-MODES = {"in memory": {}, "mapped, verify": {"mmap_mode": "r"}, "mapped, no verify": {"mmap_mode": "r", "verify": False}}
+MODES = {
+    "in memory": {},
+    "mapped, verify": {"mmap_mode": "r"},
+    "mapped, no verify": {"mmap_mode": "r", "verify": False},
+}
 
 
 def measure(path, kwargs, query, cold):
