@@ -278,8 +278,8 @@ def _data_offset(fh, info, end, where):
     if name.decode("utf-8" if flags & _UTF8_NAME_FLAG else "cp437") != info.orig_filename:
         raise InputError(f"{where}: its local header names another member ({name!r}).")
     csize, usize = _zip64_sizes(extra, csize, usize, where)
-    if method != zipfile.ZIP_STORED or crc != info.CRC or (csize, usize) != (info.compress_size, info.file_size) \
-            or csize != usize:
+    # Stored: both sizes are the member's size, in both headers (the central one's method is checked).
+    if (method, crc, csize, usize, info.compress_size) != (zipfile.ZIP_STORED, info.CRC, *(info.file_size,) * 3):
         raise InputError(
             f"{where}: its local header (method {method}, CRC {crc:#010x}, sizes {csize}/{usize}) disagrees with "
             f"the central directory (method {info.compress_type}, CRC {info.CRC:#010x}, sizes "
