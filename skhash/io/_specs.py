@@ -36,7 +36,10 @@ def _h5_dataset_names(group):
     import h5py
 
     names = []
-    group.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    try:
+        group.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    except RuntimeError as exc:  # h5py's "Object visitation failed": a damaged object header
+        raise InputError(f"{group.file.filename!r}: its data sets cannot be listed ({exc}); the file is corrupt.") from exc
     return names
 
 
@@ -135,7 +138,11 @@ def open_h5(spec, *, allow_external=False):
         f = h5py.File(path, "r")
     except OSError as exc:
         raise InputError(f"{path!r} is neither an HDF5 file nor a .npy file ({exc}).") from exc
-    names = _h5_dataset_names(f)
+    try:
+        names = _h5_dataset_names(f)
+    except InputError:
+        f.close()
+        raise
     if key is None:
         if len(names) != 1:
             f.close()
