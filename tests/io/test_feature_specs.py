@@ -128,3 +128,19 @@ def test_check_output_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=match) as info:
         check_output_folder(tmp_path / "no" / "new.h5", name="--out")
     assert isinstance(info.value, InputError)
+
+
+def test_an_hdf5_file_whose_objects_cannot_be_visited_is_an_input_error(tmp_path, monkeypatch):
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.zeros((2, 3))
+
+    def fail(self, func):
+        raise RuntimeError("Object visitation failed (bad object header)")
+
+    monkeypatch.setattr(h5py.Group, "visititems", fail)
+    with pytest.raises(InputError, match="cannot be listed.*corrupt"):
+        open_h5(path)
+    monkeypatch.undo()
+    with h5py.File(path, "w") as f:  # the failed open closed the file: it can be written again
+        f["y"] = np.ones(1)
