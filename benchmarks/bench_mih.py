@@ -106,11 +106,10 @@ def bench(n, kind, ks, n_queries, args):
     scan.kneighbors(queries[:2], 1, exclude[:2])  # lay out the database (not timed)
     warm = MihIndex(db[:5000], N_BITS)
     mih_search(warm, CpuIndex(db[:5000], N_BITS), queries[:2], 1, exclude[:2])  # compile outside the timings
-    mih = MihIndex(db, N_BITS, n_substrings=args.substrings)
-    mih._scan = scan  # one scan layout in memory for both
+    mih = MihIndex(scan, N_BITS, n_substrings=args.substrings)  # one scan layout in memory for both
     t_build, tables = timed(mih.tables)
-    auto = MihIndex(db, N_BITS, auto=True)
-    auto._tables, auto._scan = tables, scan
+    auto = MihIndex(scan, N_BITS, auto=True)
+    auto._tables = tables
     print(
         f"\n{kind} n={n:,}: generated in {t_gen:.0f} s; tables m={len(tables.lengths)} "
         f"({tables.lengths.tolist()} bits) built in {t_build:.1f} s, {tables.nbytes / 2**20:,.0f} MiB "

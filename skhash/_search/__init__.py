@@ -25,6 +25,10 @@ def make_index(packed_codes, n_bits, device, algorithm="brute"):
     multi-index hashing (CPU only); ``"auto"`` on the CPU an index that picks one of the two per query
     batch (:class:`MihIndex` with ``auto=True``), on a GPU the GPU's scan.
 
+    ``packed_codes`` is an array, or an index on disk (a ``DiskIndex``, as
+    :meth:`BaseIndex.codes_source` gives it): on the CPU its codes stay on disk, scanned there or
+    under multi-index hashing's tables; a GPU reads them into memory.
+
     Raises
     ------
     InputError
@@ -32,10 +36,12 @@ def make_index(packed_codes, n_bits, device, algorithm="brute"):
     """
     if algorithm not in ALGORITHMS:
         raise InputError(f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}.")
+    on_disk = isinstance(packed_codes, BaseIndex)
     if device == "cpu":
+        scan = packed_codes if on_disk else CpuIndex(packed_codes, n_bits)
         if algorithm == "brute":
-            return CpuIndex(packed_codes, n_bits)
-        return MihIndex(packed_codes, n_bits, auto=algorithm == "auto")
+            return scan
+        return MihIndex(scan, n_bits, auto=algorithm == "auto")
     if algorithm == "mih":
         raise InputError(
             f"algorithm='mih' runs on the CPU only, got device={device!r}: use device='cpu', or "
@@ -44,4 +50,4 @@ def make_index(packed_codes, n_bits, device, algorithm="brute"):
     # Imported only for a GPU: importing skhash must not import torch.
     from ._gpu import GpuIndex
 
-    return GpuIndex(packed_codes, n_bits, device)
+    return GpuIndex(packed_codes.packed_codes if on_disk else packed_codes, n_bits, device)

@@ -2,7 +2,7 @@
 
 :class:`~skhash.neighbors.HammingNeighbors` holds one index and talks to it only through this
 interface, so the CPU index (numba), the GPU index (torch/Triton) and a third one (multi-index
-hashing, to come) are interchangeable behind it; :func:`skhash.metrics.leave_one_out_map` searches
+hashing) are interchangeable behind it; :func:`skhash.metrics.leave_one_out_map` searches
 with the CPU index directly.
 """
 
@@ -69,6 +69,26 @@ class BaseIndex(ABC):
         What saving a searcher writes, so that codes on disk are copied into the file block by block.
         """
         yield self.packed_codes
+
+    def row_blocks(self):
+        """Yield ``(start, packed)``: the codes in row blocks, in order, ``start`` the first block row.
+
+        One block here; an index on disk reads several, the next while the caller uses this one (a
+        block's array may be reused once the next is asked for). What builds search tables over the
+        codes without holding them all in memory.
+        """
+        yield 0, self.packed_codes
+
+    def read(self, start, stop):
+        """Packed codes of rows ``start:stop`` (read from disk by an index on disk)."""
+        return self.packed_codes[start:stop]
+
+    def codes_source(self):
+        """What :func:`~skhash._search.make_index` builds another index of these codes from.
+
+        The packed codes; an index on disk gives itself, so that the codes stay there.
+        """
+        return self.packed_codes
 
     def serves(self, algorithm):
         """Whether this index answers for the estimator's ``algorithm`` (as resolved for its device);

@@ -272,12 +272,24 @@ class DiskIndex(BaseIndex):
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def serves(self, algorithm):
-        # The scan is all that runs on disk ("auto" keeps it): any other index would load the codes.
+        # "auto" too: fit makes "auto" on disk multi-index hashing over this scan (``make_index``), but a
+        # scan already made for "auto" (a searcher loaded mapped without tables, which
+        # ``neighbors._persistence`` asks about) stays the scan rather than build tables unasked.
         return algorithm in ("brute", "auto")
 
     def packed_blocks(self):
         for start, stop in block_bounds(self.n, self.block_rows, 1):
             yield self.read(start, stop)
+
+    def row_blocks(self):
+        # The scan's reading (a second thread reads ahead); a multi-index hashing build counts and
+        # places rows meanwhile.
+        for start, packed, _ in self.blocks():
+            yield start, packed
+
+    def codes_source(self):
+        # Another index of these codes (multi-index hashing, the scan again) reads them here too.
+        return self
 
     def _read_source(self, start, stop, buffer=None):
         """Rows ``start:stop`` of the source, as an array in memory (in ``buffer`` when it is big enough)."""

@@ -7,6 +7,12 @@ distance is certain (pigeonhole). The kernels, and the argument for exactness, a
 ``_mih_kernels``; this module chooses the layout, builds the tables lazily, keeps them right across
 :meth:`~MihIndex.append`, falls back to the linear scan where the tables do not pay, and saves and
 checks them for persistence.
+
+The codes themselves stay with a *source*, the index that holds and scans them: a
+:class:`~skhash._search.CpuIndex` in memory, or a :class:`~skhash._search._disk.DiskIndex` whose codes
+stay on disk. The tables are built from the source's blocks of rows and verify candidates on their own
+copies of the codes; the scan fall-back, the rows appended since the build and ``auto``'s sample all
+come from the source, so multi-index hashing on disk holds its tables in memory and nothing more.
 """
 
 import math
@@ -18,7 +24,7 @@ from .._validation import InputError, memory_limit_bytes
 from ..codes import _words
 from ._base import BaseIndex
 from ._cpu import CpuIndex, _numba_threads
-from ._mih_kernels import ID_BITS, build_tables, check_tables, knn_search
+from ._mih_kernels import ID_BITS, bucket_cursors, check_tables, count_keys, fill_tables, knn_search
 
 # Substrings of at most this many bits: a table's offsets (2**bits + 1 uint32) stay within 64 MiB.
 MAX_SUBSTRING_BITS = 24
@@ -172,7 +178,10 @@ class MihIndex(BaseIndex):
 
     Parameters
     ----------
-    packed_codes : ndarray of shape (n, n_bytes), dtype uint8
+    packed_codes : ndarray of shape (n, n_bytes), dtype uint8, or BaseIndex
+        The codes, or the index that holds and scans them (its *source*: a
+        :class:`~skhash._search._disk.DiskIndex` keeps them on disk, read in blocks to build the tables;
+        an array goes into a :class:`~skhash._search.CpuIndex`).
     n_bits : int
     n_jobs : int, default=None
         Threads, as for :class:`~skhash._search.CpuIndex`.
@@ -183,17 +192,52 @@ class MihIndex(BaseIndex):
         ``m``; ``None`` chooses it by :func:`substring_lengths`.
     """
 
-    _built = ("_tables", "_scan", "_auto_choice", "_queries_scanned")
+    _built = ("_tables", "_auto_choice", "_queries_scanned")
 
     def __init__(self, packed_codes, n_bits, n_jobs=None, *, auto=False, n_substrings=None):
-        super().__init__(packed_codes, n_bits)
+        # No call to BaseIndex.__init__: the codes are the source's (``packed_codes`` reads them there).
+        if isinstance(packed_codes, BaseIndex):
+            self.source = packed_codes
+        else:
+            self.source = CpuIndex(packed_codes, n_bits)
+        self.n_bits = int(n_bits)
         self.n_jobs = n_jobs
         self.auto = auto
         self.n_substrings = n_substrings
+        for name in self._built:
+            setattr(self, name, None)
 
     @property
     def algorithm(self):
         return "auto" if self.auto else "mih"
+
+    @property
+    def n(self):
+        return self.source.n
+
+    @property
+    def packed_codes(self):
+        """All codes, from the source (read whole from disk for an on-disk source)."""
+        return self.source.packed_codes
+
+    def packed_blocks(self):
+        return self.source.packed_blocks()
+
+    def codes_source(self):
+        return self.source.codes_source()
+
+    def append(self, packed):
+        # The tables stay as they are (the new rows are their tail, read from the source).
+        self.source.append(packed)
+        self._auto_choice = None
+
+    def __setstate__(self, state):
+        # An index pickled before it had a source held its packed codes (and a scan built from them).
+        if "source" not in state:
+            state = dict(state)
+            state["source"] = CpuIndex(state.pop("packed_codes"), state["n_bits"])
+            state.pop("_scan", None)
+        self.__dict__.update(state)
 
     # ------------------------------------------------------------------ building
 
@@ -209,25 +253,27 @@ class MihIndex(BaseIndex):
             raise InputError(f"Multi-index hashing holds fewer than 2**{ID_BITS} codes, got {n}.")
         lengths = substring_lengths(self.n_bits, n, self.n_substrings)
         tables = _layout(lengths, self.n_bits, n)
-        words = compact_words(self.packed_codes[:n], self.n_bits)
-        with _numba_threads(self.n_jobs):
-            build_tables(
-                words, tables.starts, tables.lengths, tables.obase, tables.offsets, tables.ids, tables.codes
-            )
+        table = (tables.starts, tables.lengths, tables.obase)
+        # A counting sort places a row only once every bucket's size is known, so the source's blocks are
+        # read twice, in order: once to count, once to place. Placing from one read would need every
+        # row's code kept until the counts are complete, a copy of the whole database in memory, which
+        # is what a source on disk is for avoiding; the second read of a file that fits in the page cache
+        # costs little, and of one that does not, as much as the first.
+        counts = np.zeros(tables.offsets.shape[0], np.int64)
+        for _, packed in self.source.row_blocks():
+            words = compact_words(packed, self.n_bits)
+            with _numba_threads(self.n_jobs):
+                count_keys(words, *table, counts)
+        cursor = bucket_cursors(counts, tables.lengths, tables.obase, n, tables.offsets)
+        for start, packed in self.source.row_blocks():
+            words = compact_words(packed, self.n_bits)
+            with _numba_threads(self.n_jobs):
+                fill_tables(words, start, *table, cursor, tables.ids, tables.codes)
         return tables
 
     def _scan_index(self):
-        if self._scan is None:
-            self._scan = CpuIndex(self.packed_codes, self.n_bits)
-        self._scan.n_jobs = self.n_jobs
-        return self._scan
-
-    def _append_built(self, n_old, packed):
-        # The tables stay as they are (the new rows are their tail); the scan grows its layout.
-        if self._scan is not None:
-            self._scan.packed_codes = self.packed_codes
-            self._scan._append_built(n_old, packed)
-        self._auto_choice = None
+        self.source.n_jobs = self.n_jobs
+        return self.source
 
     # ------------------------------------------------------------------ searching
 
@@ -250,7 +296,7 @@ class MihIndex(BaseIndex):
         """Distances, indices and work per query (-1: gave up past ``budget``; its rows undefined)."""
         tables = self.tables()
         queries = compact_words(packed_queries, self.n_bits)
-        tail = np.ascontiguousarray(compact_words(self.packed_codes[tables.n_built :], self.n_bits).T)
+        tail = np.ascontiguousarray(compact_words(self.source.read(tables.n_built, self.n), self.n_bits).T)
         n_q = queries.shape[0]
         dist = np.empty((n_q, k), dtype=np.int32)
         idx = np.empty((n_q, k), dtype=np.int64)
@@ -304,7 +350,8 @@ class MihIndex(BaseIndex):
         """Mean work of leave-one-out queries on a strided sample of rows (the budget where they give up)."""
         rows = np.linspace(0, self.n - 1, min(AUTO_SAMPLE, self.n)).astype(np.int64)
         budget = self._budget()
-        _, _, work = self._search_tables(self.packed_codes[rows], k, rows, budget)
+        sample = np.concatenate([self.source.read(r, r + 1) for r in rows])
+        _, _, work = self._search_tables(sample, k, rows, budget)
         return float(np.where(work < 0, budget + self._scan_work(), work).mean())
 
     # ------------------------------------------------------------------ persistence

@@ -1,4 +1,4 @@
-"""Multi-index hashing kernels (numba): table construction, checks of loaded tables, exact k-NN.
+"""Multi-index hashing kernels (numba): table construction (block by block), checks of loaded tables, exact k-NN.
 
 Codes are handled as *compact words*: uint64 words in which the ``n_bits`` meaningful bits occupy
 word-bit positions ``0 .. n_bits - 1`` (``compact_words`` moves the last byte's padding out of the way),
@@ -12,6 +12,9 @@ full compact code, copied into the table so that a bucket is verified by a seque
 one cache miss per candidate). All ``m`` tables live in the same three arrays: table ``i``'s entries
 are ``i * n_built .. (i + 1) * n_built``, its offsets start at ``obase[i]`` and count from its first
 entry (so they fit the ids' dtype, uint32 below 2**32 rows: half the cache lines per probe).
+The sort takes the rows block by block, so a database on disk is never in memory whole: one pass
+counts the keys (:func:`count_keys`), :func:`bucket_cursors` turns the counts into offsets, and a
+second pass places each block's rows (:func:`fill_tables`); a database in memory is one block.
 
 The search probes the tables in the order of Norouzi, Punjani & Fleet (TPAMI 2014, section 4):
 step ``(s, i)`` looks up every key at distance exactly ``s`` from the query's key in table ``i``. After
@@ -56,35 +59,63 @@ def _substring_key(words, r, start, length):
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def build_tables(words, starts, lengths, obase, offsets, ids, codes):
-    """Fill the tables (``offsets``, ``ids``, ``codes``) of the rows of ``words`` by counting sort.
+def count_keys(words, starts, lengths, obase, counts):
+    """Add the rows of ``words`` to the bucket counts of every table (the counting sort's first pass).
 
     Parameters
     ----------
-    words : uint64 (n, n_words), compact codes.
+    words : uint64 (n_rows, n_words), compact codes of one block of rows.
     starts, lengths : int64 (m,), the substrings.
     obase : int64 (m,), where table ``i``'s ``2**lengths[i] + 1`` offsets start.
-    offsets : ``obase[-1] + 2**lengths[-1] + 1`` entries; ids : (m * n,); codes : uint64 (n_words, m * n),
-        word-major as the scan's database (``_cpu_kernels``), whose distance function reads both.
+    counts : int64, shaped as the offsets; ``counts[obase[i] + key]`` grows by the rows with that key.
     """
-    n = words.shape[0]
     for i in numba.prange(starts.shape[0]):
-        n_keys = 1 << lengths[i]
         base = obase[i]
-        cursor = np.zeros(n_keys, dtype=np.int64)
-        for r in range(n):
-            cursor[_substring_key(words, r, starts[i], lengths[i])] += 1
-        pos = 0
-        for b in range(n_keys):
-            offsets[base + b] = pos
-            pos += cursor[b]
-            cursor[b] = offsets[base + b] + i * n
-        offsets[base + n_keys] = pos
-        for r in range(n):
-            key = _substring_key(words, r, starts[i], lengths[i])
-            e = cursor[key]
-            cursor[key] = e + 1
-            ids[e] = r
+        for r in range(words.shape[0]):
+            counts[base + _substring_key(words, r, starts[i], lengths[i])] += 1
+
+
+def bucket_cursors(counts, lengths, obase, n, offsets):
+    """Write the offsets of complete ``counts`` of ``n`` rows; return where each bucket's next entry goes.
+
+    Returns
+    -------
+    cursor : int64, shaped as ``counts``: ``cursor[obase[i] + key]`` is the entry (counted over all
+        tables' entries, table ``i``'s from ``i * n``) of the next row of that bucket.
+    """
+    cursor = np.zeros_like(counts)
+    for i in range(lengths.shape[0]):
+        base, n_keys = obase[i], 1 << int(lengths[i])
+        ends = np.cumsum(counts[base : base + n_keys])
+        offsets[base] = 0
+        offsets[base + 1 : base + n_keys + 1] = ends
+        cursor[base : base + n_keys] = ends - counts[base : base + n_keys] + i * n
+    return cursor
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def fill_tables(words, row0, starts, lengths, obase, cursor, ids, codes):
+    """Place the rows of ``words`` (rows ``row0 ..`` of the database) in every table (the second pass).
+
+    Blocks must come in row order: a bucket then lists its rows in ascending order, as the search's
+    ties by index need.
+
+    Parameters
+    ----------
+    words : uint64 (n_rows, n_words), compact codes of one block of rows.
+    row0 : int, the database row of ``words[0]``.
+    starts, lengths, obase : as for :func:`count_keys`.
+    cursor : int64, from :func:`bucket_cursors`, advanced in place.
+    ids : (m * n,), row ids; codes : uint64 (n_words, m * n), each entry's full code, word-major as the
+        scan's database (``_cpu_kernels``), whose distance function reads both.
+    """
+    for i in numba.prange(starts.shape[0]):
+        base = obase[i]
+        for r in range(words.shape[0]):
+            slot = base + _substring_key(words, r, starts[i], lengths[i])
+            e = cursor[slot]
+            cursor[slot] = e + 1
+            ids[e] = row0 + r
             for w in range(words.shape[1]):
                 codes[w, e] = words[r, w]
 
@@ -285,7 +316,7 @@ def knn_search(
     exclude : int64 (n_queries,), a row each query must not find, or -1.
     k : int, at most the rows that are not excluded.
     n_bits : int; budget : int, the work after which a query gives up.
-    starts, lengths, masks, obase, offsets, ids, codes : the tables (see :func:`build_tables`).
+    starts, lengths, masks, obase, offsets, ids, codes : the tables (see :func:`fill_tables`).
     tail : uint64 (n_words, n_tail), word-major, rows ``tail0 ..`` appended since the tables were built.
     out_d : int32 (n_queries, k); out_i : int64 (n_queries, k); work : int64 (n_queries,), filled in
         place; a query with ``work == -1`` gave up and its rows of ``out_*`` are undefined.

@@ -136,8 +136,11 @@ class HammingNeighbors(PersistenceMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_bits) or (n_samples, n_bytes)
             Database codes: bits, or packed bytes with ``packed=True``. A memory map
             (``np.load(path, mmap_mode="r")``) or an ``h5py.Dataset`` stays on disk when searching on the
-            CPU: only its shape, dtype and first rows are checked here, and every search reads it in
-            blocks (see "Codes bigger than memory" in the scaling guide).
+            CPU: only its shape, dtype and first rows are checked here. The scan reads it in blocks at
+            every search; multi-index hashing (``"mih"``, or ``"auto"`` once tables pay) reads it twice
+            in blocks to build its tables in memory, which then answer k-nearest queries without the
+            file. The codes are never loaded whole (see "Codes bigger than memory" in the scaling
+            guide).
         y : None
             Ignored; present for API consistency.
 
@@ -150,8 +153,10 @@ class HammingNeighbors(PersistenceMixin, BaseEstimator):
         check_n_jobs(self.n_jobs)
         device = resolve_device(self.device, fallback="raise")
         if device == "cpu" and is_on_disk(X):
-            # Codes on disk stay there: the scan reads them in blocks (see ``_out_of_core``).
-            self._index, self.n_bits_ = disk_index(self, X)
+            # Codes on disk stay there: read in blocks by the scan, or by multi-index hashing's build
+            # (see ``_out_of_core``).
+            disk, self.n_bits_ = disk_index(self, X)
+            self._index = make_index(disk, self.n_bits_, device, self.algorithm)
             self.n_samples_fit_ = self._index.n
             return self
         packed, n_bits = self._as_packed(X, reset=True)
@@ -404,7 +409,8 @@ class HammingNeighbors(PersistenceMixin, BaseEstimator):
         device = resolve_device(self.device, fallback="raise")
         served = self._served(self.algorithm, device)
         if self._index.device_name != device or not self._index.serves(served):
-            self._index = make_index(self._index.packed_codes, self.n_bits_, device, self.algorithm)
+            # From the codes where they are: codes on disk stay there on the CPU.
+            self._index = make_index(self._index.codes_source(), self.n_bits_, device, self.algorithm)
         self._index.n_jobs = check_n_jobs(self.n_jobs)
         return self._index
 
