@@ -267,8 +267,8 @@ class DiskIndex(BaseIndex):
             where = f"{self.name} (rows {start}..{min(stop, n_src) - 1}; row numbers below count from {start})"
             n_bits = self.n_bits if self.packed else None
             parts.append(check_codes(np.asarray(raw), packed=self.packed, n_bits=n_bits, input_name=where)[0])
-        if stop > n_src:
-            parts.append(self._tail[max(0, start - n_src) : stop - n_src])
+        if stop > n_src or not parts:  # (no rows at all: an empty slice of the tail)
+            parts.append(self._tail[max(0, start - n_src) : max(0, stop - n_src)])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def serves(self, algorithm):

@@ -106,7 +106,7 @@ def compact_words(packed, n_bits):
         words = _words(packed)
     pad = -n_bits % 8
     if pad:
-        if words.base is packed:
+        if np.shares_memory(words, packed):  # a view of the caller's codes (or of a slice of them)
             words = words.copy()
         w, shift = divmod(8 * (n_bytes - 1), 64)
         column = words[:, w]
