@@ -249,6 +249,7 @@ class MihIndex(BaseIndex):
         return self._tables
 
     def _build(self, n):
+        """The tables of all ``n`` rows (``n`` is :attr:`n`: the source's blocks cover every row)."""
         if n >= 1 << ID_BITS:
             raise InputError(f"Multi-index hashing holds fewer than 2**{ID_BITS} codes, got {n}.")
         lengths = substring_lengths(self.n_bits, n, self.n_substrings)

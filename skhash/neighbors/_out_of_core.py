@@ -5,7 +5,9 @@ rows: 2-D, at least one row, a dtype that can hold codes (uint8 bytes with ``pac
 booleans or floats as bit columns otherwise), and the first :data:`SAMPLE_ROWS` rows go through the
 in-memory check of codes (:func:`skhash.codes.check_codes`), which also records ``n_features_in_``.
 The other rows are checked by the same rules block by block in every scan (``skhash._search._disk``),
-with an :class:`~skhash._validation.InputError` naming the block's rows.
+with an :class:`~skhash._validation.InputError` naming the block's rows. The index searching them is
+:func:`~skhash._search.make_index`'s choice over the :class:`~skhash._search._disk.DiskIndex`: its scan,
+or multi-index hashing's tables built from it (``"mih"``, ``"auto"``), the codes left on disk either way.
 """
 
 import numpy as np
