@@ -124,7 +124,7 @@ def test_the_database_against_itself_is_read_in_blocks(tmp_path):
         np.testing.assert_array_equal(graph.indptr, np.cumsum([0] + [len(i) for i in ref_i]))
         np.testing.assert_array_equal(graph.indices, np.concatenate(ref_i))
         np.testing.assert_array_equal(graph.data, np.concatenate(ref_d))
-        assert isinstance(nn._index, DiskIndex)
+        assert reads_disk(nn)
 
 
 def test_a_file_replaced_after_fit_is_not_read(tmp_path):
@@ -133,7 +133,7 @@ def test_a_file_replaced_after_fit_is_not_read(tmp_path):
     queries = pack_bits(random_codes(rng, 9, 64))
     path = tmp_path / "db.npy"
     nn = HammingNeighbors(n_neighbors=6, packed=True).fit(on_disk(path, db))
-    assert nn._index._fd is not None  # read with pread, through the descriptor opened at fit
+    assert nn._index.codes_source()._fd is not None  # read with pread, through the descriptor opened at fit
     ref = HammingNeighbors(n_neighbors=6, packed=True).fit(db).kneighbors(queries)
     np.save(tmp_path / "new.npy", db[::-1][:1500])
     (tmp_path / "new.npy").replace(path)  # a new file renamed over the path, as an atomic save does
@@ -149,7 +149,7 @@ def test_a_map_of_another_file_than_the_path_is_read_through_the_map(tmp_path):
     np.save(tmp_path / "new.npy", db[::-1])
     (tmp_path / "new.npy").replace(path)  # replaced between the map and the fit
     nn = HammingNeighbors(n_neighbors=6, packed=True).fit(mm)
-    assert nn._index._fd is None
+    assert nn._index.codes_source()._fd is None
     with small_blocks(8, 300):
         assert_same(nn.kneighbors(db[:5]), HammingNeighbors(n_neighbors=6, packed=True).fit(db).kneighbors(db[:5]))
 
