@@ -271,12 +271,6 @@ class DiskIndex(BaseIndex):
             parts.append(self._tail[max(0, start - n_src) : max(0, stop - n_src)])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def serves(self, algorithm):
-        # "auto" too: fit makes "auto" on disk multi-index hashing over this scan (``make_index``), but a
-        # scan already made for "auto" (a searcher loaded mapped without tables, which
-        # ``neighbors._persistence`` asks about) stays the scan rather than build tables unasked.
-        return algorithm in ("brute", "auto")
-
     def packed_blocks(self):
         for start, stop in block_bounds(self.n, self.block_rows, 1):
             yield self.read(start, stop)

@@ -374,7 +374,8 @@ class MihIndex(BaseIndex):
 
     @classmethod
     def from_state(cls, packed_codes, n_bits, arrays):
-        """An index of ``packed_codes`` with the tables of :meth:`state_arrays`, checked against them.
+        """An index of ``packed_codes`` (or over a source, as the constructor takes) with the tables of
+        :meth:`state_arrays`, checked against the codes.
 
         Raises
         ------
@@ -391,9 +392,20 @@ class MihIndex(BaseIndex):
                 f"Saved multi-index hashing tables: mih_auto must be a boolean scalar, got {auto!r}."
             )
         index.auto = bool(auto)
-        index._tables = _checked_tables(packed_codes, int(n_bits), arrays)
+        index._tables = _checked_tables(_codes_array(packed_codes), int(n_bits), arrays)
         index.n_substrings = index._tables.lengths.shape[0]
         return index
+
+
+def _codes_array(codes):
+    """``codes`` as one array, to check saved tables against: the memory map of codes on disk itself
+    (read through the page cache, not copied), or an index's codes."""
+    if not isinstance(codes, BaseIndex):
+        return codes
+    mapped = getattr(codes, "source", None)
+    if isinstance(mapped, np.ndarray) and mapped.shape[0] == codes.n:
+        return mapped
+    return codes.packed_codes
 
 
 _TABLE_FAULTS = {

@@ -20,6 +20,7 @@ import os
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from .._search import make_index
 from .._search._classes import index_class
 from .._search._disk import DiskIndex
 from .._streaming import iter_row_chunks
@@ -204,16 +205,21 @@ def _restore(cls, path, meta, arrays):
     algorithm = _field(index_meta, "algorithm", str, path)
     klass = index_class(algorithm)
     state = {name[len(STATE_PREFIX) :]: arrays[name] for name in state_names}
-    index = _mapped_scan(estimator, codes, n_bits, algorithm, state, path) if mapped else None
-    if index is None:
-        if mapped:
+    if mapped:
+        # The codes stay in the archive, read by the out-of-core scan through a descriptor it opens now
+        # and checks to be the mapped file (``skhash._search._disk``): a file saved over ``path`` later is
+        # not what it reads. Multi-index hashing keeps its tables in memory over that scan.
+        if state:
             _check_all_codes(codes, n_bits, path)
-        try:
-            index = klass.from_state(codes, n_bits, state)
-        except InputError as exc:
-            raise InputError(f"{path!r}: {exc}") from exc  # the index's own check does not know the file
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
-            raise InputError(f"{path!r}: the saved {klass.__name__} state is inconsistent ({exc}).") from exc
+        codes = DiskIndex(codes, n_bits, packed=True, n_jobs=estimator.n_jobs, name=f"{path!r}: codes")
+    try:
+        # Without tables, the index of the saved algorithm over the codes (in memory, or mapped: the scan
+        # on disk, or multi-index hashing over it that builds its tables when asked).
+        index = klass.from_state(codes, n_bits, state) if state else make_index(codes, n_bits, "cpu", algorithm)
+    except InputError as exc:
+        raise InputError(f"{path!r}: {exc}") from exc  # the index's own check does not know the file
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise InputError(f"{path!r}: the saved {klass.__name__} state is inconsistent ({exc}).") from exc
     estimator._index = index
     estimator.n_bits_ = n_bits
     estimator.n_samples_fit_ = n_samples
@@ -221,18 +227,6 @@ def _restore(cls, path, meta, arrays):
     if names is not None:
         estimator.feature_names_in_ = np.asarray(names, dtype=object)
     return estimator
-
-
-def _mapped_scan(estimator, codes, n_bits, algorithm, state, path):
-    """The out-of-core scan of mapped ``codes``, when the saved index is a scan (no tables); else None.
-
-    The scan reads the archive through a descriptor it opens now and checks to be the mapped file
-    (``skhash._search._disk``), so a file saved over ``path`` later is not what it reads.
-    """
-    if state:
-        return None
-    index = DiskIndex(codes, n_bits, packed=True, n_jobs=estimator.n_jobs, name=f"{path!r}: codes")
-    return index if index.serves(algorithm) else None
 
 
 def _check_all_codes(codes, n_bits, path):

@@ -47,9 +47,10 @@ def fitted(algorithm, bits=BITS, **params):
 
 
 def mapped_codes(nn):
-    """The np.memmap the loaded searcher's index reads (an out-of-core scan's source, or MIH's codes)."""
-    index = nn._index
-    return index.source if isinstance(index, DiskIndex) else index.packed_codes
+    """The np.memmap the loaded searcher's index reads: its out-of-core scan's (MIH's source) file."""
+    scan = nn._index.codes_source()
+    assert isinstance(scan, DiskIndex)
+    return scan.source
 
 
 def error_naming(path, *words):
@@ -60,7 +61,7 @@ def error_naming(path, *words):
 
 
 @pytest.mark.parametrize(
-    "algorithm, index_type", [("brute", DiskIndex), ("auto", DiskIndex), ("mih", MihIndex), ("auto-tables", MihIndex)]
+    "algorithm, index_type", [("brute", DiskIndex), ("auto", MihIndex), ("mih", MihIndex), ("auto-tables", MihIndex)]
 )
 def test_mapped_load_answers_as_the_in_memory_load(tmp_path, algorithm, index_type):
     path = save(tmp_path / "nn.npz", fitted(algorithm))
@@ -83,12 +84,13 @@ def test_mapped_load_answers_as_the_in_memory_load(tmp_path, algorithm, index_ty
                 for x, y in zip(a, b):
                     np.testing.assert_array_equal(x, y)
         assert type(mapped._index) is index_type  # no search moved the codes into memory
+        assert mapped_codes(mapped) is codes
 
 
 def test_packed_searcher_loads_mapped_too(tmp_path):
     nn = HammingNeighbors(n_neighbors=5, packed=True).fit(pack_bits(BITS))
     mapped = HammingNeighbors.load(save(tmp_path / "p.npz", nn), mmap_mode="r")
-    assert mapped.n_features_in_ == 9 and isinstance(mapped._index, DiskIndex)
+    assert mapped.n_features_in_ == 9 and isinstance(mapped._index.codes_source(), DiskIndex)
     assert_same(mapped.kneighbors(pack_bits(QUERIES)), nn.kneighbors(pack_bits(QUERIES)))
 
 
