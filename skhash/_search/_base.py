@@ -63,19 +63,12 @@ class BaseIndex(ABC):
     def _append_built(self, n_old, packed):
         """Grow the search structure, if it is built, by ``packed`` (now rows ``n_old`` onwards)."""
 
-    def packed_blocks(self):
-        """Yield the packed codes in row blocks, in order (one block here; an index on disk reads several).
-
-        What saving a searcher writes, so that codes on disk are copied into the file block by block.
-        """
-        yield self.packed_codes
-
     def row_blocks(self):
         """Yield ``(start, packed)``: the codes in row blocks, in order, ``start`` the first block row.
 
         One block here; an index on disk reads several, the next while the caller uses this one (a
-        block's array may be reused once the next is asked for). What builds search tables over the
-        codes without holding them all in memory.
+        block's array may be reused once the next is asked for). What builds search tables, saves a
+        searcher and queries the database with itself without holding all the codes in memory.
         """
         yield 0, self.packed_codes
 

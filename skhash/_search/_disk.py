@@ -232,8 +232,11 @@ class DiskIndex(BaseIndex):
 
     @property
     def packed_codes(self):
-        """All codes, read and checked: the database in memory (for ``X=None`` and device moves)."""
-        return np.concatenate(list(self.packed_blocks()))
+        """All codes, read and checked: the database in memory (for device moves)."""
+        out = np.empty((self.n, n_bytes(self.n_bits)), np.uint8)
+        for start, packed in self.row_blocks():
+            out[start : start + len(packed)] = packed
+        return out
 
     @property
     def row_bytes(self):
@@ -271,13 +274,8 @@ class DiskIndex(BaseIndex):
             parts.append(self._tail[max(0, start - n_src) : max(0, stop - n_src)])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def packed_blocks(self):
-        for start, stop in block_bounds(self.n, self.block_rows, 1):
-            yield self.read(start, stop)
-
     def row_blocks(self):
-        # The scan's reading (a second thread reads ahead); a multi-index hashing build counts and
-        # places rows meanwhile.
+        # The scan's reading (a second thread reads ahead) while the caller uses the block before.
         for start, packed, _ in self.blocks():
             yield start, packed
 

@@ -220,8 +220,8 @@ class MihIndex(BaseIndex):
         """All codes, from the source (read whole from disk for an on-disk source)."""
         return self.source.packed_codes
 
-    def packed_blocks(self):
-        return self.source.packed_blocks()
+    def row_blocks(self):
+        return self.source.row_blocks()
 
     def codes_source(self):
         return self.source.codes_source()

@@ -399,10 +399,8 @@ class HammingNeighbors(PersistenceMixin, BaseEstimator):
             packed, _ = self._as_packed(X, reset=False)
             yield packed, np.full(packed.shape[0], -1, dtype=np.int64)
             return
-        start = 0
-        for packed in self._index.packed_blocks():
+        for start, packed in self._index.row_blocks():
             yield packed, np.arange(start, start + packed.shape[0], dtype=np.int64)
-            start += packed.shape[0]
 
     def _search_index(self):
         """The index the parameters name now (``set_params`` may have changed device or algorithm)."""

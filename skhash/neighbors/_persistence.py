@@ -81,7 +81,7 @@ class PersistenceMixin:
             "feature_names_in": None if names is None else [str(n) for n in names],
             "index": {"algorithm": index.algorithm, "arrays": sorted(state)},
         }
-        codes = ArrayBlocks((index.n, n_bytes(self.n_bits_)), np.uint8, index.packed_blocks())
+        codes = ArrayBlocks((index.n, n_bytes(self.n_bits_)), np.uint8, (p for _, p in index.row_blocks()))
         write_archive(path, meta, {CODES: codes, **state}, overwrite=overwrite)
 
     @classmethod
@@ -302,7 +302,7 @@ def to_faiss(searcher, *, bitorder="big"):
         raise InputError(f"bitorder must be 'big' or 'little', got {bitorder!r}.")
     n_bits = searcher.n_bits_
     index = faiss.IndexBinaryFlat(8 * n_bytes(n_bits))
-    for packed in searcher._index.packed_blocks():
+    for _, packed in searcher._index.row_blocks():
         if bitorder == "little":
             packed = np.packbits(np.unpackbits(packed, axis=1), axis=1, bitorder="little")
         index.add(np.ascontiguousarray(packed))

@@ -94,9 +94,9 @@ class _count_reads:
         original = disk.DiskIndex.read
         reads = self.reads
 
-        def read(index, start, stop):
+        def read(index, start, stop, *buffer):
             reads.append(stop - start)
-            return original(index, start, stop)
+            return original(index, start, stop, *buffer)
 
         self.patch = mock.patch.object(disk.DiskIndex, "read", read)
         return self.patch.__enter__()
