@@ -582,6 +582,7 @@ def cmd_search(args):
 
     check_output(args, "--out", args.out, inputs=("--db", "--queries", "--rerank", "--query-features"))
     _check_rerank_flags(args)
+    _check_algorithm_flag(args)
     db, db_bits = _database_codes(args.db)
     if args.queries is not None:
         queries, q_bits = read_codes(args.queries)
@@ -628,6 +629,16 @@ def _database_codes(spec):
     return read_codes(spec)
 
 
+def _check_algorithm_flag(args):
+    """--algorithm mih runs on the CPU of this process: not with --device cuda, nor on Dask."""
+    if args.algorithm != "mih":
+        return
+    if args.device != "cpu":
+        raise InputError(f"--algorithm mih runs on the CPU; drop --device {args.device} or use --algorithm auto.")
+    if args.scheduler is not None or args.local_cluster is not None:
+        raise InputError("--algorithm mih runs in this process; drop --scheduler/--local-cluster.")
+
+
 def _check_rerank_flags(args):
     """--shortlist, --rerank-metric and --query-features belong to --rerank; -k must fit the shortlist."""
     if args.rerank is None:
@@ -654,7 +665,9 @@ def _search_here(args, db, k, queries):
 
     from .neighbors import HammingNeighbors
 
-    nn = HammingNeighbors(n_neighbors=k, packed=True, device=args.device, n_jobs=args.n_jobs).fit(db)
+    nn = HammingNeighbors(
+        n_neighbors=k, packed=True, algorithm=args.algorithm, device=args.device, n_jobs=args.n_jobs
+    ).fit(db)
     if args.rerank is not None:
         return _rerank(args, nn, k, queries)
     if queries is None:
@@ -1130,6 +1143,14 @@ def _add_search(sub):
     )
     p.add_argument("--out", required=True, metavar="FILE.h5", help="where the rankings go")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument(
+        "--algorithm",
+        choices=("auto", "brute", "mih"),
+        default="auto",
+        help="auto (default): exact multi-index hashing where it pays (large databases, many queries), "
+        "else the scan; brute: always the scan; mih: always multi-index hashing (CPU only). Results are "
+        "the same; only speed and memory differ",
+    )
     p.add_argument("--n-jobs", type=int, default=None, help="CPU threads (default: all)")
     p.add_argument(
         "--chunk-rows",

@@ -270,6 +270,30 @@ def test_search_reads_packed_database_codes_in_blocks(pipeline, tmp_path, monkey
         np.testing.assert_array_equal(got["indices"][...], expected)
 
 
+@pytest.mark.parametrize("algorithm", ["brute", "mih"])
+def test_search_algorithm_changes_speed_not_answers(pipeline, tmp_path, monkeypatch, algorithm):
+    import skhash.neighbors._estimator as estimator
+
+    r = pipeline
+    made = []
+    make_index = estimator.make_index
+    monkeypatch.setattr(estimator, "make_index", lambda *a, **kw: made.append(a[3]) or make_index(*a, **kw))
+    run("search", "--db", r / "db_codes.h5", "--queries", f"{r}/q_codes.h5:q", "-k", 50, "--algorithm", algorithm,
+        "--out", tmp_path / "r.h5")
+    assert made == [algorithm]
+    with h5py.File(tmp_path / "r.h5", "r") as got, h5py.File(r / "ranks.h5", "r") as ref:
+        np.testing.assert_array_equal(got["indices"][...], ref["indices"][...])
+        np.testing.assert_array_equal(got["distances"][...], ref["distances"][...])
+
+
+def test_search_algorithm_mih_is_refused_where_it_cannot_run(pipeline, capsys, tmp_path):
+    r = pipeline
+    base = ("search", "--db", r / "db_codes.h5", "-k", 5, "--algorithm", "mih", "--out", tmp_path / "r.h5")
+    assert "--algorithm mih runs on the CPU; drop --device cuda" in error_of(capsys, *base, "--device", "cuda")
+    assert "drop --scheduler/--local-cluster" in error_of(capsys, *base, "--local-cluster", 1)
+    assert not (tmp_path / "r.h5").exists()
+
+
 @pytest.mark.parametrize("method", ["csq", "greedyhash"])
 def test_fit_passes_the_method_and_its_parameters(files, tmp_path, method):
     r = files["root"]
