@@ -130,7 +130,7 @@ class PersistenceMixin:
         >>> path = os.path.join(tempfile.mkdtemp(), "searcher.npz")
         >>> nn.save(path)
         >>> mapped = HammingNeighbors.load(path, mmap_mode="r")
-        >>> isinstance(mapped._index.source, np.memmap)  # the codes stay in the file
+        >>> isinstance(mapped._index.codes_source().source, np.memmap)  # the codes stay in the file
         True
         >>> mapped.kneighbors([[1, 1, 0]])
         (array([[1, 1]], dtype=int32), array([[1, 2]]))
