@@ -25,6 +25,11 @@ from ._persistence import PersistenceMixin
 __all__ = ["HammingNeighbors"]
 
 
+def _joined(arrays):
+    """The blocks' arrays one after the other (one block: its array, not a copy)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
 class HammingNeighbors(PersistenceMixin, BaseEstimator):
     """Exact k-nearest and radius neighbours of binary codes, by Hamming distance.
 
@@ -249,15 +254,11 @@ class HammingNeighbors(PersistenceMixin, BaseEstimator):
                 f"Expected n_neighbors <= n_samples_fit, but n_neighbors = {k}, n_samples_fit = {n_fit}. "
                 "Ask for fewer neighbours or fit more codes."
             )
-        dists, idxs = [np.empty((0, k), np.int32)], [np.empty((0, k), np.int64)]
-        for queries, exclude in self._query_blocks(X):
-            if queries.shape[0]:
-                dist, idx = self._search_index().kneighbors(queries, k, exclude)
-                dists.append(dist)
-                idxs.append(idx)
-        if len(idxs) == 2:  # one block: its arrays, not a copy
-            return (dists[1], idxs[1]) if return_distance else idxs[1]
-        return (np.concatenate(dists), np.concatenate(idxs)) if return_distance else np.concatenate(idxs)
+        blocks = [self._search_index().kneighbors(q, k, ex) for q, ex in self._query_blocks(X) if q.shape[0]]
+        if not blocks:
+            blocks = [(np.empty((0, k), np.int32), np.empty((0, k), np.int64))]
+        dist, idx = (_joined(arrays) for arrays in zip(*blocks))
+        return (dist, idx) if return_distance else idx
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=True):
         """Database codes within a Hamming radius of each query.
@@ -425,13 +426,12 @@ class HammingNeighbors(PersistenceMixin, BaseEstimator):
             raise InputError("No radius: pass radius=... here or to the constructor.")
         # Clip before floor: a huge radius (1e300: everything) then never overflows an integer.
         max_d = int(math.floor(min(check_nonnegative_real(r, "radius"), self.n_bits_)))
-        parts = [(np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.int64))]
-        for queries, exclude in self._query_blocks(X):
-            if queries.shape[0]:
-                parts.append(self._search_index().radius(queries, max_d, exclude, bool(sort_results)))
-        if len(parts) == 2:
-            return parts[1]
-        # Query blocks follow each other: each block's offsets continue from the entries before it.
-        shifts = np.cumsum([0] + [len(i) for _, _, i in parts[:-1]])
-        offsets = np.concatenate([parts[0][0]] + [off[1:] + shift for (off, _, _), shift in zip(parts[1:], shifts[1:])])
-        return offsets, np.concatenate([d for _, d, _ in parts]), np.concatenate([i for _, _, i in parts])
+        blocks = [
+            self._search_index().radius(q, max_d, ex, bool(sort_results)) for q, ex in self._query_blocks(X) if q.shape[0]
+        ]
+        if len(blocks) <= 1:
+            return blocks[0] if blocks else (np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.int64))
+        # Query blocks follow each other: the offsets are the running sum of every query's count.
+        counts = np.concatenate([np.diff(offsets) for offsets, _, _ in blocks])
+        offsets = np.concatenate([np.zeros(1, np.int64), np.cumsum(counts)])
+        return offsets, np.concatenate([d for _, d, _ in blocks]), np.concatenate([i for _, _, i in blocks])
