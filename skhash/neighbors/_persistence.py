@@ -23,7 +23,6 @@ from sklearn.utils.validation import check_is_fitted
 from .._search import make_index
 from .._search._classes import index_class
 from .._search._disk import DiskIndex
-from .._streaming import iter_row_chunks
 from .._validation import InputError, check_n_jobs, check_positive_int, validate_params
 from ..codes import check_codes, n_bytes
 from ..io import ArrayBlocks, read_archive, write_archive
@@ -36,8 +35,6 @@ VERSION = 1
 CODES = "codes"
 STATE_PREFIX = "state."
 MMAP_MODES = (None, "r")
-# Rows per block when the codes of a mapped multi-index-hashing searcher are checked at load.
-CHECK_ROWS = 1 << 20
 
 
 class PersistenceMixin:
@@ -209,9 +206,12 @@ def _restore(cls, path, meta, arrays):
         # The codes stay in the archive, read by the out-of-core scan through a descriptor it opens now
         # and checks to be the mapped file (``skhash._search._disk``): a file saved over ``path`` later is
         # not what it reads. Multi-index hashing keeps its tables in memory over that scan.
-        if state:
-            _check_all_codes(codes, n_bits, path)
         codes = DiskIndex(codes, n_bits, packed=True, n_jobs=estimator.n_jobs, name=f"{path!r}: codes")
+        if state and n_bits % 8:
+            # Tables verify candidates with no check of their own: every code's padding bits are checked
+            # now, by the scan's own block checks (whole bytes have no padding: any byte is a code).
+            for _ in codes.row_blocks():
+                pass
     try:
         # Without tables, the index of the saved algorithm over the codes (in memory, or mapped: the scan
         # on disk, or multi-index hashing over it that builds its tables when asked).
@@ -227,15 +227,6 @@ def _restore(cls, path, meta, arrays):
     if names is not None:
         estimator.feature_names_in_ = np.asarray(names, dtype=object)
     return estimator
-
-
-def _check_all_codes(codes, n_bits, path):
-    """Check every mapped code (an index with tables verifies candidates with no check of its own)."""
-    if n_bits % 8 == 0:
-        return  # no padding bits: every byte string is a valid code, and only the checksum can tell
-    for start, block in iter_row_chunks(codes, CHECK_ROWS):
-        where = f"{path!r}: codes (rows {start}..{start + len(block) - 1}; row numbers below count from {start})"
-        check_codes(np.asarray(block), packed=True, n_bits=n_bits, input_name=where)
 
 
 def _positive(value, name, path):
